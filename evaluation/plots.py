@@ -1,0 +1,51 @@
+"""Per-horizon curves (PSNR / SSIM / LPIPS against the predicted frame index) as a PNG."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+FRAME_METRIC_ORDER = ("psnr", "ssim", "lpips", "lpips_standin")
+Y_LABELS = {"psnr": "PSNR (dB) ↑", "ssim": "SSIM ↑", "lpips": "LPIPS ↓",
+            "lpips_standin": "LPIPS stand-in (not LPIPS)"}
+
+
+def plot_curves(runs: Mapping[str, dict], path: str | Path, title: str | None = None) -> Path | None:
+    """Draw the ``curves`` of one or more results into one PNG; returns the path (None if nothing to draw).
+
+    ``runs`` maps a label (e.g. ``"model"``, ``"copy last frame"``) to the ``curves`` dict of
+    :meth:`evaluation.protocol.PredictionEvaluator.compute` (or to the whole result dict). Each
+    metric gets a panel; solid lines are the mean over samples, dashed lines best-of-N (drawn only
+    when a run has more than one sample per video, i.e. when the two differ).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    curves_by_run = {label: (run.get("curves", run) if isinstance(run, dict) else run) for label, run in runs.items()}
+    metrics = [m for m in FRAME_METRIC_ORDER if any(m in c for c in curves_by_run.values())]
+    if not metrics:
+        return None
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        for i, (label, curves) in enumerate(curves_by_run.items()):
+            if metric not in curves:
+                continue
+            x = curves.get("horizon") or list(range(1, len(curves[metric]["mean"]) + 1))
+            color = f"C{i}"
+            mean, best = curves[metric]["mean"], curves[metric].get("best_of_n")
+            ax.plot(x, mean, color=color, marker="o", ms=3, label=f"{label} (mean)")
+            if best is not None and best != mean:
+                ax.plot(x, best, color=color, ls="--", marker="x", ms=3, label=f"{label} (best of N)")
+        ax.set_xlabel("predicted frame (horizon)")
+        ax.set_ylabel(Y_LABELS.get(metric, metric))
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

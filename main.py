@@ -1,0 +1,77 @@
+"""Entry point for every stage: ``python main.py --exp EXP [options] [key=value ...]``.
+
+Stages are looked up in the experiment registry (tools/registry.py); this file only parses the
+command line, builds and validates the config, and prepares the run folder.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional, Sequence
+
+from tools.config import ConfigError, RunConfig, build_config
+from tools.registry import get_experiment, resolve_default_config
+from tools.run_dir import prepare_run_dir, remove_unstarted_run_dir, run_dir_for
+
+# Flags that are shorthands for config keys; they override the YAML file.
+FLAG_TO_KEY = {
+    "data": "data.name",
+    "data_path": "data.path",
+    "id": "id",
+    "seed": "seed",
+    "batch_size": "train.batch_size",
+    "first_stage_folder": "first_stage_folder",
+    "first_model": "first_model",
+    "device": "device",
+    "out": "out",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="RSVP: train and run the stages of semantic latent video diffusion.",
+        epilog="Any config key can be overridden as key=value, e.g. train.max_steps=2000 data.frames=16.",
+    )
+    parser.add_argument("--exp", required=True, help="experiment to run (see the registry; e.g. first_stage)")
+    parser.add_argument("--config", help="YAML config (default: the experiment's own)")
+    parser.add_argument("--data", help="dataset name: shapes | ucf101 | sky | videofolder | mmnist")
+    parser.add_argument("--data_path", help="dataset root folder (not needed for shapes)")
+    parser.add_argument("--id", help="run name; the run folder is results/{exp}_{id}_{data}_{seed}")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--batch_size", type=int, help="batch size per process")
+    parser.add_argument("--first_stage_folder", help="run folder of a first-stage model to continue from")
+    parser.add_argument("--first_model", help="first-stage checkpoint (.pth)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in the existing run folder")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--out", help="output folder, for experiments that write one (extract)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_intermixed_args(argv)
+    try:
+        experiment = get_experiment(args.exp)
+        config_path = args.config or resolve_default_config(experiment)
+        flags = [f"{key}={getattr(args, flag)}" for flag, key in FLAG_TO_KEY.items()
+                 if getattr(args, flag) is not None]
+        schema = RunConfig(exp=args.exp, model=experiment.model_schema())
+        cfg = build_config(schema, config_path, [*args.overrides, *flags])
+        fresh = not run_dir_for(cfg).exists()
+        run_dir = prepare_run_dir(cfg, args.resume) if experiment.uses_run_dir else run_dir_for(cfg)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    try:
+        return int(experiment.run(cfg, run_dir=run_dir, resume=args.resume) or 0)
+    except ConfigError as err:
+        # A problem found while setting the stage up (missing weights, bad checkpoint): leave no
+        # half-made run folder behind, so that the corrected command does not need --resume.
+        if fresh and experiment.uses_run_dir:
+            remove_unstarted_run_dir(run_dir)
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

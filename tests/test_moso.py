@@ -1,0 +1,115 @@
+"""First-stage model: shapes, quantizer round trips, dead-code restarts, gradients, decomposition."""
+import pytest
+import torch
+
+from models.moso import MosoConfig, MosoVQVAE, decompose_inputs, motion_mask, second_order_difference
+from models.quantizers import EMAVectorQuantizer, FSQuantizer
+
+SMALL = dict(hidden=16, res_depth=1, attn_heads=2, codebook_size=64, code_dim=4)
+
+
+def small_model(**overrides) -> MosoVQVAE:
+    torch.manual_seed(0)
+    return MosoVQVAE(MosoConfig(**{**SMALL, **overrides}), frames=8, resolution=32)
+
+
+def clip(batch=2, frames=8, size=32):
+    return torch.rand(batch, 3, frames, size, size, generator=torch.Generator().manual_seed(1)) * 2 - 1
+
+
+@pytest.mark.parametrize("quantizer", ["vq", "fsq"])
+def test_latent_and_output_shapes(quantizer):
+    model = small_model(quantizer=quantizer, down_scene=2, down_object=3, down_motion=3, down_content=2)
+    out = model(clip(), step=0)
+    assert out["recon"].shape == (2, 3, 8, 32, 32)
+    assert out["codes"]["scene"].shape == (2, 4, 1, 8, 8)
+    assert out["codes"]["object"].shape == (2, 4, 1, 4, 4)
+    assert out["codes"]["motion"].shape == (2, 4, 8, 4, 4)
+    assert out["indices"]["motion"].shape == (2, 8, 4, 4)
+    assert model.latent_shapes() == {"scene": (1, 8, 8), "object": (1, 4, 4), "motion": (8, 4, 4)}
+    assert int(out["indices"]["scene"].max()) < model.codebook_size
+
+
+@pytest.mark.parametrize("quantizer", ["vq", "fsq"])
+def test_indices_to_codes_equals_quantized_output_in_eval(quantizer):
+    model = small_model(quantizer=quantizer)
+    model(clip(), step=0)  # one training pass so the VQ codebook is initialised from data
+    model.eval()
+    with torch.no_grad():
+        out = model(clip())
+        codes = model.codes_from_indices(out["indices"])
+        for k in ("scene", "object", "motion"):
+            assert torch.equal(codes[k], out["codes"][k])
+        assert torch.equal(model.decode_indices(out["indices"]), out["recon"])
+
+
+def test_quantized_codes_are_codebook_rows():
+    vq = EMAVectorQuantizer(dim=4, codebook_size=16)
+    vq(torch.randn(2, 50, 4))
+    vq.eval()
+    quantized, indices, loss = vq(torch.randn(2, 50, 4))
+    assert torch.allclose(quantized, vq.codebook[indices], atol=1e-6)
+    assert float(loss.detach()) == 0.0  # no commitment term outside training
+
+
+def test_dead_codes_are_restarted_from_the_batch():
+    torch.manual_seed(0)
+    # decay 0.9 so that unused codes' EMA cluster sizes fall below the threshold within the test
+    vq = EMAVectorQuantizer(dim=4, codebook_size=32, decay=0.9, dead_code_threshold=1.0)
+    vq(torch.randn(4, 64, 4))  # initialise
+    with torch.no_grad():  # push every code far from the data: none will be chosen
+        vq.vq._codebook.embed.add_(100.0)
+        vq.vq._codebook.embed_avg.copy_(vq.vq._codebook.embed * vq.vq._codebook.cluster_size[..., None])
+    for _ in range(30):  # unused codes' EMA cluster sizes decay below the threshold
+        vq(torch.randn(4, 64, 4))
+    assert float(vq.codebook.abs().max()) < 20.0, "dead codes were not moved back to the data"
+    stats = vq.usage.stats(vq(torch.randn(4, 64, 4))[1])
+    assert stats["used_codes"] > 8
+
+
+def test_fsq_codebook_size_and_zero_loss():
+    fsq = FSQuantizer(dim=6, levels=[8, 5, 5, 5])
+    quantized, indices, loss = fsq(torch.randn(2, 10, 6))
+    assert fsq.codebook_size == 1000 and quantized.shape == (2, 10, 6)
+    assert int(indices.max()) < 1000 and float(loss) == 0.0
+
+
+@pytest.mark.parametrize("step", [0, 10**6])
+def test_gradients_reach_every_encoder_and_decoder(step):
+    model = small_model()
+    out = model(clip(), step=step)
+    ((out["recon"] - clip()).abs().mean() + out["quant_loss"]).backward()
+    for name in ("scene", "object", "motion"):
+        grads = [p.grad for p in model.encoders[name].parameters()]
+        assert all(g is not None for g in grads), name
+        assert sum(float(g.abs().sum()) for g in grads) > 0, name
+    assert all(p.grad is not None for p in model.decoder.parameters())
+
+
+def test_decomposition_splits_moving_pixels_from_background():
+    video = torch.full((1, 3, 6, 16, 16), -1.0)
+    for t in range(6):  # a dark-grey 3x3 square moving right by 2 px per frame on black
+        video[:, :, t, 6:9, 2 * t:2 * t + 3] = -0.5  # 0.25 in [0, 1]: its differences fall in [0.1, 0.9]
+    diff = second_order_difference((video + 1) / 2)
+    mask = motion_mask(diff, 0.1, 0.9)
+    assert mask[0, 0, 2, 7, 5] == 1  # the square's leading edge moves
+    assert mask[0, 0, 2, 0, 0] == 0  # static background
+    inputs = decompose_inputs(video, 0.1, 0.9, full_input=False)
+    assert torch.equal(inputs["object"] + inputs["scene"], video)
+    raw = decompose_inputs(video, 0.1, 0.9, full_input=True)
+    assert torch.equal(raw["scene"], video) and torch.equal(raw["object"], video)
+
+
+def test_clip_ends_use_one_sided_differences():
+    x = torch.rand(1, 3, 5, 4, 4)
+    d = second_order_difference(x)
+    assert torch.allclose(d[:, :, 0], x[:, :, 0] - x[:, :, 1])
+    assert torch.allclose(d[:, :, -1], x[:, :, -1] - x[:, :, -2])
+    assert torch.allclose(d[:, :, 2], 2 * x[:, :, 2] - x[:, :, 1] - x[:, :, 3])
+
+
+def test_bad_geometry_is_a_clear_error():
+    with pytest.raises(ValueError, match="divisible"):
+        MosoVQVAE(MosoConfig(**SMALL), frames=8, resolution=36)
+    with pytest.raises(ValueError, match="max_frames"):
+        MosoVQVAE(MosoConfig(**SMALL, max_frames=4), frames=8, resolution=32)

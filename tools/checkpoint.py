@@ -1,0 +1,151 @@
+"""Checkpoint files: atomic writes, ``model_{step}.pth`` rotation, ``model_last.pth``, loading.
+
+Layout of a training checkpoint (a plain dict, loadable with ``torch.load(weights_only=True)``)::
+
+    {
+      "format": "rsvp-train-v1",
+      "step": int,                      # optimizer iterations completed
+      "nets": {name: state_dict},       # raw (unwrapped) networks
+      "ema": {name: state_dict},        # EMA copies, same keys as nets[name]; only EMA'd nets
+      "ema_updates": {name: int},       # number of EMA updates done (0 = next update copies)
+      "optimizers": {name: state_dict},
+      "schedulers": {name: state_dict},
+      "scalers": {name: state_dict},    # torch.amp.GradScaler, one per optimizer
+      "rng": [rng_state per rank],      # tools.seeding.rng_state() of every rank, by rank
+      "world_size": int,
+      "config": str,                    # the fully resolved run config as YAML
+      "task": dict,                     # the task's own state (TrainTask.state_dict())
+      "torch_version": str,
+    }
+
+A later stage that only needs weights calls :func:`load_net_state` (EMA weights by default).
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+FORMAT = "rsvp-train-v1"
+LAST_NAME = "model_last.pth"
+_STEP_RE = re.compile(r"^model_(\d+)\.pth$")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, unreadable or lacks what was asked of it."""
+
+
+def step_checkpoint_path(run_dir: str | Path, step: int) -> Path:
+    return Path(run_dir) / f"model_{step}.pth"
+
+
+def last_checkpoint_path(run_dir: str | Path) -> Path:
+    return Path(run_dir) / LAST_NAME
+
+
+def _tmp_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp{os.getpid()}")
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` to a temporary file in the same folder, fsync, then ``os.replace``.
+
+    A crash at any moment leaves either the old file or the new one, never a truncated file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_path(path)
+    try:
+        with open(tmp, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _atomic_alias(src: Path, dst: Path) -> None:
+    """Make ``dst`` hold the same bytes as ``src`` atomically: a hard link if possible, else a copy."""
+    tmp = _tmp_path(dst)
+    tmp.unlink(missing_ok=True)
+    try:
+        try:
+            os.link(src, tmp)
+        except OSError:  # file systems without hard links
+            shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def list_step_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
+    """``(step, path)`` of every ``model_{step}.pth`` in ``run_dir``, by step."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    found = []
+    for path in run_dir.iterdir():
+        match = _STEP_RE.match(path.name)
+        if match:
+            found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+def save_run_checkpoint(run_dir: str | Path, step: int, state: dict[str, Any], keep_last: int) -> Path:
+    """Write ``model_{step}.pth`` and point ``model_last.pth`` at it; keep the newest ``keep_last``.
+
+    With ``keep_last == 0`` only ``model_last.pth`` is written.
+    """
+    run_dir = Path(run_dir)
+    last = last_checkpoint_path(run_dir)
+    if keep_last <= 0:
+        atomic_torch_save(state, last)
+        return last
+    path = atomic_torch_save(state, step_checkpoint_path(run_dir, step))
+    _atomic_alias(path, last)
+    for _, old in list_step_checkpoints(run_dir)[:-keep_last]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a training checkpoint (``weights_only`` unpickling: tensors and plain containers only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:
+        raise CheckpointError(f"could not read checkpoint {path}: {err}") from err
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not an RSVP training checkpoint (expected format '{FORMAT}')")
+    return state
+
+
+def load_net_state(path_or_state: str | Path | dict[str, Any], name: str = "model", *, ema: Optional[bool] = None,
+                   map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """The state dict of network ``name`` from a checkpoint, for a later stage or evaluation.
+
+    ``ema=None`` (default): the EMA weights when the checkpoint has them, else the raw ones;
+    ``ema=True``: the EMA weights or an error; ``ema=False``: the raw weights. Load the result
+    with ``net.load_state_dict(...)``.
+    """
+    state = path_or_state if isinstance(path_or_state, dict) else load_checkpoint(path_or_state, map_location)
+    where = "the given state" if isinstance(path_or_state, dict) else str(path_or_state)
+    nets, emas = state.get("nets", {}), state.get("ema", {})
+    if name not in nets:
+        raise CheckpointError(f"{where} has no network '{name}' (it has: {', '.join(sorted(nets)) or 'none'})")
+    if ema is False:
+        return nets[name]
+    if name in emas:
+        return emas[name]
+    if ema:
+        raise CheckpointError(f"{where} has no EMA weights for '{name}' (EMA was kept for: "
+                              f"{', '.join(sorted(emas)) or 'none'}); pass ema=False for the raw weights")
+    return nets[name]

@@ -1,0 +1,219 @@
+"""``--exp first_stage`` and ``--exp gan``: train the scene/object/motion VQ-VAE, then sharpen it.
+
+Both run through the shared Trainer with the same task; ``gan`` adds a per-frame 2D PatchGAN and
+a 3D PatchGAN on clips (hinge loss, fixed or adaptive generator weight, a start step) and starts
+from the weights of a finished first-stage run (``--first_stage_folder`` or ``--first_model``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+from torch.utils.data import default_collate
+
+from evaluation.frame_metrics import psnr_per_frame, ssim_per_frame
+from losses.adversarial import adaptive_generator_weight, hinge_d_loss, hinge_g_loss
+from losses.perceptual import PerceptualConfig, build_perceptual_loss
+from losses.reconstruction import reconstruction_loss
+from models.discriminators import ClipDiscriminator, FrameDiscriminator
+from models.moso import MosoConfig, MosoVQVAE
+from tools.checkpoint import CheckpointError, last_checkpoint_path, load_checkpoint, load_net_state
+from tools.config import ConfigError, OptimConfig
+from tools.datasets import build_dataset
+from tools.experiments.common import run_training
+from tools.experiments.decomposition import decomposition_report
+from tools.registry import Experiment, register_experiment
+from tools.trainer import StepContext, TrainTask, build_optimizer
+
+
+@dataclass
+class GanConfig:
+    start_step: int = 0  # steps of this run before the discriminators join
+    weight: float = 0.1  # generator weight; multiplied by the adaptive factor when adaptive
+    adaptive: bool = True  # balance GAN and reconstruction gradients at the decoder's last layer
+    frame_disc: bool = True  # per-frame 2D PatchGAN
+    clip_disc: bool = True  # 3D PatchGAN on clips
+    channels: int = 64
+    clip_channels: int = 32
+    n_layers: int = 3
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-4, betas=[0.5, 0.9]))
+
+
+@dataclass
+class FirstStageConfig:
+    vqvae: MosoConfig = field(default_factory=MosoConfig)
+    l1_weight: float = 1.0
+    perceptual: PerceptualConfig = field(default_factory=PerceptualConfig)
+    gan: GanConfig = field(default_factory=GanConfig)
+    eval_clips: int = 8  # held-out clips reconstructed, scored and shown at every sample step
+
+
+def build_vqvae(cfg: DictConfig) -> MosoVQVAE:
+    vq_cfg = MosoConfig(**OmegaConf.to_container(cfg.model.vqvae, resolve=True))
+    return MosoVQVAE(vq_cfg, frames=cfg.data.frames, resolution=cfg.data.resolution)
+
+
+def load_first_stage(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[MosoVQVAE, DictConfig, dict]:
+    """A trained first stage (EMA weights when present) with the run config it was trained with."""
+    state = load_checkpoint(path, map_location)
+    run_cfg = OmegaConf.create(state["config"])
+    if "vqvae" not in (run_cfg.get("model") or {}):
+        raise CheckpointError(f"{path} is not a first-stage checkpoint (its config has no model.vqvae)")
+    model = build_vqvae(run_cfg)
+    model.load_state_dict(load_net_state(state, "model"))
+    return model.eval(), run_cfg, state
+
+
+class FirstStageTask(TrainTask):
+    """Reconstruction (L1 + LPIPS) + commitment; with ``adversarial``, hinge GAN on frames and clips."""
+
+    ema_nets = ("model",)
+
+    def __init__(self, cfg: DictConfig, device: torch.device, adversarial: bool,
+                 init_weights: Optional[dict] = None, step_offset: int = 0) -> None:
+        self.cfg, self.mcfg = cfg, cfg.model
+        self.adversarial = adversarial
+        self.step_offset = step_offset  # steps the weights were trained for before this run (gan)
+        self.model = build_vqvae(cfg)
+        if init_weights is not None:
+            self.model.load_state_dict(init_weights)
+        self.discs: dict[str, nn.Module] = {}
+        if adversarial:
+            g = self.mcfg.gan
+            if g.frame_disc:
+                self.discs["disc_frame"] = FrameDiscriminator(g.channels, g.n_layers)
+            if g.clip_disc:
+                self.discs["disc_clip"] = ClipDiscriminator(g.clip_channels, g.n_layers)
+            if not self.discs:
+                raise ConfigError("model.gan: enable at least one of frame_disc and clip_disc")
+        self.perceptual = build_perceptual_loss(PerceptualConfig(**self.mcfg.perceptual), device)
+        if self.perceptual is not None:
+            self.perceptual.to(device)
+
+    def networks(self) -> dict[str, nn.Module]:
+        return {"model": self.model, **self.discs}
+
+    def configure_optimizers(self, nets: dict[str, nn.Module], cfg: DictConfig) -> dict:
+        opts = {"model": build_optimizer(nets["model"].parameters(), cfg.train.optim, cfg.train.max_steps)}
+        if self.discs:
+            params = [p for name in self.discs for p in nets[name].parameters()]
+            opts["disc"] = build_optimizer(params, self.mcfg.gan.optim, cfg.train.max_steps)
+        return opts
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"step_offset": self.step_offset}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step_offset = int(state.get("step_offset", self.step_offset))
+
+    def _discriminate(self, nets: dict[str, nn.Module], video: torch.Tensor) -> list[torch.Tensor]:
+        return [nets[name](video) for name in self.discs]
+
+    def training_step(self, batch: dict, step: int, ctx: StepContext) -> dict[str, torch.Tensor]:
+        video = batch["video"]
+        gan_on = self.adversarial and step >= self.mcfg.gan.start_step
+        with ctx.autocast():
+            out = ctx.nets["model"](video, step=step + self.step_offset)
+            recon = out["recon"]
+            rec = self.mcfg.l1_weight * reconstruction_loss(recon, video, "l1")
+            logs = {"l1": rec.detach()}
+            if self.perceptual is not None:
+                p_loss = self.perceptual(recon, video)
+                rec = rec + self.mcfg.perceptual.weight * p_loss
+                logs["lpips"] = p_loss.detach()
+            loss = rec + out["quant_loss"]
+            if gan_on:
+                # Raw (not DDP-wrapped) discriminators: this pass only feeds the generator's gradient.
+                g_loss = sum(hinge_g_loss(l) for l in self._discriminate(ctx.raw_nets, recon))
+                weight = torch.tensor(self.mcfg.gan.weight, device=video.device)
+                if self.mcfg.gan.adaptive:
+                    last = ctx.raw_nets["model"].decoder.to_rgb.weight
+                    weight = weight * adaptive_generator_weight(rec, g_loss, last)
+                loss = loss + weight * g_loss
+                logs.update(g_loss=g_loss.detach(), g_weight=weight)
+        ctx.step(loss, "model")
+        if gan_on:
+            with ctx.autocast():
+                # Real and fake through each discriminator in one pass: one DDP forward per backward.
+                both = torch.cat([video, recon.detach()])
+                d_loss = sum(hinge_d_loss(*logits.chunk(2)) for logits in self._discriminate(ctx.nets, both))
+            ctx.step(d_loss, "disc")
+            logs["d_loss"] = d_loss.detach()
+        return {"loss": loss.detach(), "quant_loss": out["quant_loss"].detach(), **logs}
+
+    def sample(self, batch: dict, step: int, ctx: StepContext) -> dict[str, torch.Tensor]:
+        """Held-out reconstructions (input | reconstruction), their PSNR/SSIM, codebook usage."""
+        model = ctx.eval_net("model")
+        video = batch["video"]
+        out = model(video)
+        recon = out["recon"].clamp(-1, 1)
+        indices = torch.cat([i.flatten() for i in out["indices"].values()])
+        usage = model.quantizer.usage.stats(indices)
+        results: dict[str, torch.Tensor] = {
+            "recon": torch.cat([video, recon], dim=-1),
+            "eval/psnr": psnr_per_frame(recon, video).mean(),
+            "eval/ssim": ssim_per_frame(recon, video).mean(),
+            "codebook/perplexity": torch.tensor(usage["perplexity"]),
+            "codebook/used_codes": torch.tensor(float(usage["used_codes"])),
+            "codebook/dead_codes": torch.tensor(float(ctx.raw_nets["model"].quantizer.usage.stats(indices)["dead_codes"])),
+        }
+        results.update(decomposition_report(model, batch, ctx.device))
+        return results
+
+
+def _eval_batch(cfg: DictConfig) -> dict:
+    test = build_dataset(cfg.data, "test", cfg.seed)
+    n = min(len(test), int(cfg.model.eval_clips))
+    return default_collate([test[i] for i in range(n)])
+
+
+def _initial_weights(cfg: DictConfig) -> tuple[dict, int]:
+    """The first-stage weights a GAN run starts from, and how many steps they were trained for."""
+    if cfg.first_model:
+        path = Path(cfg.first_model)
+    elif cfg.first_stage_folder:
+        path = last_checkpoint_path(cfg.first_stage_folder)
+    else:
+        raise ConfigError("--exp gan continues a first-stage run: pass --first_stage_folder results/first_stage_... "
+                          "(or --first_model path/to/model_last.pth)")
+    if not path.is_file():
+        raise ConfigError(f"first-stage checkpoint {path} not found")
+    state = load_checkpoint(path)
+    source = OmegaConf.create(state["config"])
+    mine = OmegaConf.to_container(cfg.model.vqvae, resolve=True)
+    theirs = OmegaConf.to_container(source.model.vqvae, resolve=True)
+    if mine != theirs or source.data.frames != cfg.data.frames or source.data.resolution != cfg.data.resolution:
+        diff = {k: (theirs.get(k), v) for k, v in mine.items() if theirs.get(k) != v}
+        raise ConfigError(f"the GAN config's model.vqvae/data do not match the first-stage run {path} "
+                          f"(checkpoint vs config: {diff}); use the same architecture settings")
+    return load_net_state(state, "model"), int(state["step"])
+
+
+def _run(cfg: DictConfig, run_dir: Path, resume: bool, adversarial: bool) -> int:
+    try:
+        train = build_dataset(cfg.data, "train", cfg.seed)
+        eval_batch = _eval_batch(cfg)
+        init, offset = _initial_weights(cfg) if adversarial and not resume else (None, 0)
+    except (ConfigError, CheckpointError) as err:
+        raise ConfigError(str(err)) from None
+
+    def make_task(device: torch.device) -> FirstStageTask:
+        return FirstStageTask(cfg, device, adversarial, init_weights=init, step_offset=offset)
+
+    return run_training(make_task, cfg, run_dir, resume, train, sample_batch=eval_batch)
+
+
+register_experiment(Experiment(
+    name="first_stage", model_schema=FirstStageConfig, default_config="configs/first_stage/moso_shapes64.yaml",
+    run=lambda cfg, run_dir, resume: _run(cfg, run_dir, resume, adversarial=False),
+    description="train the scene/object/motion VQ-VAE",
+))
+register_experiment(Experiment(
+    name="gan", model_schema=FirstStageConfig, default_config="configs/first_stage/moso_shapes64_gan.yaml",
+    run=lambda cfg, run_dir, resume: _run(cfg, run_dir, resume, adversarial=True),
+    description="GAN fine-tune of a first-stage run (--first_stage_folder)",
+))

@@ -1,0 +1,61 @@
+"""The experiment registry behind ``python main.py --exp NAME``.
+
+An experiment is a name, the schema of its ``model`` config section, its default config file,
+and a function that runs it. Stages register themselves with :func:`register_experiment`;
+``main.py`` knows nothing about any particular stage.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from tools.config import ConfigError
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    # Returns a fresh dataclass instance: the schema (and defaults) of the ``model`` section.
+    model_schema: Callable[[], Any]
+    # ``run(cfg, run_dir, resume, device)``; returns a process exit code (0 = success).
+    run: Callable[..., int]
+    default_config: Optional[str] = None
+    # False for experiments that write no run folder of their own (e.g. token extraction).
+    uses_run_dir: bool = True
+    description: str = ""
+
+
+EXPERIMENTS: dict[str, Experiment] = {}
+
+# Modules that register experiments when imported. Later stages append to this list, so that
+# importing the registry does not pay for importing every model up front.
+EXPERIMENT_MODULES: list[str] = ["tools.experiments.first_stage", "tools.experiments.extract"]
+
+
+def register_experiment(experiment: Experiment) -> Experiment:
+    if experiment.name in EXPERIMENTS and EXPERIMENTS[experiment.name] is not experiment:
+        raise ValueError(f"experiment '{experiment.name}' is registered twice")
+    EXPERIMENTS[experiment.name] = experiment
+    return experiment
+
+
+def load_experiments() -> dict[str, Experiment]:
+    for module in EXPERIMENT_MODULES:
+        importlib.import_module(module)
+    return EXPERIMENTS
+
+
+def get_experiment(name: str) -> Experiment:
+    experiments = load_experiments()
+    if name not in experiments:
+        available = ", ".join(sorted(experiments)) or "none registered yet"
+        raise ConfigError(f"Unknown experiment '--exp {name}'. Available: {available}.")
+    return experiments[name]
+
+
+def resolve_default_config(experiment: Experiment) -> Optional[Path]:
+    if experiment.default_config is None:
+        return None
+    return Path(__file__).resolve().parent.parent / experiment.default_config
