@@ -157,7 +157,10 @@ def build_lpips(net: str = "alex", device: str | torch.device = "cpu", allow_ran
     model.rsvp_net = net
     model.rsvp_label = STANDIN_LABEL if standin else f"LPIPS v0.1 ({net})"
     model.rsvp_backbone_file = None if standin else str(path)
-    return model.to(device)
+    device = torch.device(device)
+    # Move only when needed: ``.to`` re-registers every parameter, which fake-tensor tools
+    # (scripts/measure_memory.py) cannot do for lpips' shared submodules.
+    return model if next(model.parameters()).device == device else model.to(device)
 
 
 def lpips_per_frame(model: torch.nn.Module, pred: torch.Tensor, target: torch.Tensor,

@@ -23,14 +23,19 @@ class UsageTracker(nn.Module):
         self.window = window
         self.register_buffer("steps_since_used", torch.zeros(codebook_size, dtype=torch.long), persistent=False)
 
+    def _counts(self, indices: torch.Tensor) -> torch.Tensor:
+        # index_add_ rather than bincount: a fixed output shape (fine for torch.compile and fake tensors).
+        flat = indices.flatten().long()
+        counts = torch.zeros(self.steps_since_used.numel(), device=flat.device)
+        return counts.index_add_(0, flat, torch.ones_like(flat, dtype=counts.dtype))
+
     @torch.no_grad()
     def update(self, indices: torch.Tensor) -> None:
-        used = torch.bincount(indices.flatten().long(), minlength=self.steps_since_used.numel()) > 0
-        self.steps_since_used.add_(1).masked_fill_(used, 0)
+        self.steps_since_used.add_(1).masked_fill_(self._counts(indices) > 0, 0)
 
     @torch.no_grad()
     def stats(self, indices: torch.Tensor) -> dict[str, float]:
-        counts = torch.bincount(indices.flatten().long(), minlength=self.steps_since_used.numel()).float()
+        counts = self._counts(indices)
         probs = counts / counts.sum().clamp(min=1)
         entropy = -(probs * torch.log(probs.clamp(min=1e-10))).sum()
         return {

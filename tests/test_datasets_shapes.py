@@ -62,13 +62,13 @@ def test_sprite_count_and_masks_follow_occlusion():
         assert len(labels - {0}) >= 2  # three sprites; one may be hidden behind another at most
     # The front sprite's mask is where the clip differs from a render without it (same rng stream).
     rng = sample_rng(99)
-    frames, mask = render_clip(rng, 6, 32, ShapesConfig(min_sprites=1, max_sprites=1))
+    frames, mask, _ = render_clip(rng, 6, 32, ShapesConfig(min_sprites=1, max_sprites=1))
     assert set(np.unique(mask)) == {0, 1}
     assert 0.02 < (mask == 1).mean() < 0.5
 
 
 def test_sprites_move_and_background_is_static():
-    frames, mask = render_clip(sample_rng(5), 8, 32, ShapesConfig(min_sprites=1, max_sprites=1,
+    frames, mask, _ = render_clip(sample_rng(5), 8, 32, ShapesConfig(min_sprites=1, max_sprites=1,
                                                                    min_speed=0.04, max_speed=0.04))
     # The sprite moves: its mask changes over time.
     assert not np.array_equal(mask[0], mask[-1])
@@ -85,7 +85,7 @@ def test_sprites_move_and_background_is_static():
 def test_sprites_stay_inside_the_frame():
     cfg = ShapesConfig(min_sprites=1, max_sprites=1, min_speed=0.1, max_speed=0.1, min_size=0.3, max_size=0.3)
     for seed in range(10):
-        _, mask = render_clip(sample_rng(seed), 30, 32, cfg)
+        _, mask, _ = render_clip(sample_rng(seed), 30, 32, cfg)
         assert (mask > 0).sum(axis=(1, 2)).min() > 0.5 * (mask > 0).sum(axis=(1, 2)).max()
 
 
@@ -102,3 +102,15 @@ def test_unknown_dataset_and_split_errors():
     with pytest.raises(DatasetError, match="split"):
         build_dataset(DataConfig(), "val")
     assert set(DATASETS) == {"shapes", "ucf101", "sky", "videofolder", "mmnist"}
+
+
+def test_background_is_the_clip_without_sprites():
+    frames, mask, background = render_clip(sample_rng(7), 6, 32, ShapesConfig(min_sprites=2, max_sprites=2))
+    assert background.shape == (3, 32, 32)
+    far = mask == 0
+    for _ in range(2):  # stay clear of antialiased sprite edges (coverage below one half)
+        p = np.pad(~far, ((0, 0), (1, 1), (1, 1)))
+        far = ~(p[:, 1:-1, 1:-1] | p[:, :-2, 1:-1] | p[:, 2:, 1:-1] | p[:, 1:-1, :-2] | p[:, 1:-1, 2:])
+    diff = np.abs(frames - background[:, None]).max(axis=0)  # [T, H, W]
+    assert diff[far].max() < 1e-6  # where no sprite is, the frame is the background
+    assert diff[mask > 0].mean() > 0.05  # where sprites are, it is not

@@ -24,6 +24,9 @@ class Experiment:
     default_config: Optional[str] = None
     # False for experiments that write no run folder of their own (e.g. token extraction).
     uses_run_dir: bool = True
+    # ``build_task(cfg, device)`` -> the TrainTask a training experiment runs (lets tools such as
+    # scripts/measure_memory.py build the same task); None for experiments that do not train.
+    build_task: Optional[Callable[..., Any]] = None
     description: str = ""
 
 

@@ -7,9 +7,11 @@ a shaded body and a dark outline). Sprites move with constant velocity, bounce o
 and occlude each other in a fixed depth order; their textures move rigidly with them. Edges are
 antialiased, so motion is smooth at sub-pixel speeds.
 
-Items: ``video`` float32 ``[3, T, H, W]`` in [-1, 1] and ``mask`` int64 ``[T, H, W]``
+Items: ``video`` float32 ``[3, T, H, W]`` in [-1, 1], ``mask`` int64 ``[T, H, W]``
 (0 = background, k = the k-th sprite from the back, after occlusion: where its coverage is at
-least one half and no sprite in front covers it that much), plus ``index``.
+least one half and no sprite in front covers it that much), ``background`` float32 ``[3, H, W]``
+in [-1, 1] (the scene without sprites), plus ``index``. Masks and backgrounds are ground truth
+for diagnosing the first stage's scene/object/motion decomposition.
 
 Determinism and split: clip ``i`` of a split is a pure function of ``(split, i)`` and the config:
 it is drawn from ``sample_rng(SHAPES_STREAM, split_id, i)``; train and test use different
@@ -139,8 +141,9 @@ def _bounce(p0: float, velocity: float, t: np.ndarray, lo: float, hi: float) -> 
     return lo + np.where(q < length, q, 2 * length - q)
 
 
-def render_clip(rng: np.random.Generator, frames: int, res: int, cfg) -> tuple[np.ndarray, np.ndarray]:
-    """One clip: float32 ``[3, T, res, res]`` in [0, 1] and uint8 mask ``[T, res, res]``."""
+def render_clip(rng: np.random.Generator, frames: int, res: int, cfg) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One clip: float32 ``[3, T, res, res]`` in [0, 1], uint8 mask ``[T, res, res]`` and the
+    sprite-free background float32 ``[3, res, res]`` in [0, 1] (ground truth for the scene)."""
     background = render_background(rng, res)
     count = int(rng.integers(cfg.min_sprites, cfg.max_sprites + 1))
     shapes = rng.choice(len(SHAPE_NAMES), size=count, replace=count > len(SHAPE_NAMES))
@@ -186,7 +189,7 @@ def render_clip(rng: np.random.Generator, frames: int, res: int, cfg) -> tuple[n
             region += (color[:, i] - region) * alpha[i]
             mask[i, top:top + size, left:left + size][covered[i]] = k + 1
     crop = (slice(pad, pad + res), slice(pad, pad + res))
-    return canvas[(slice(None), slice(None), *crop)], mask[(slice(None), *crop)]
+    return canvas[(slice(None), slice(None), *crop)], mask[(slice(None), *crop)], background
 
 
 class ShapesDataset(Dataset):
@@ -214,9 +217,10 @@ class ShapesDataset(Dataset):
         if not 0 <= index < self.count:
             raise IndexError(f"index {index} out of range for {self.count} clips")
         rng = sample_rng(SHAPES_STREAM, SPLIT_IDS[self.split], index)
-        frames, mask = render_clip(rng, self.frames, self.resolution, self.cfg)
+        frames, mask, background = render_clip(rng, self.frames, self.resolution, self.cfg)
         return {"video": torch.from_numpy(frames * 2 - 1),
-                "mask": torch.from_numpy(mask.astype(np.int64)), "index": index}
+                "mask": torch.from_numpy(mask.astype(np.int64)),
+                "background": torch.from_numpy(background * 2 - 1), "index": index}
 
 
 def build(cfg, split: str, seed: int = 0) -> ShapesDataset:

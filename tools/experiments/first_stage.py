@@ -91,8 +91,6 @@ class FirstStageTask(TrainTask):
             if not self.discs:
                 raise ConfigError("model.gan: enable at least one of frame_disc and clip_disc")
         self.perceptual = build_perceptual_loss(PerceptualConfig(**self.mcfg.perceptual), device)
-        if self.perceptual is not None:
-            self.perceptual.to(device)
 
     def networks(self) -> dict[str, nn.Module]:
         return {"model": self.model, **self.discs}
@@ -210,10 +208,12 @@ def _run(cfg: DictConfig, run_dir: Path, resume: bool, adversarial: bool) -> int
 register_experiment(Experiment(
     name="first_stage", model_schema=FirstStageConfig, default_config="configs/first_stage/moso_shapes64.yaml",
     run=lambda cfg, run_dir, resume: _run(cfg, run_dir, resume, adversarial=False),
+    build_task=lambda cfg, device: FirstStageTask(cfg, device, adversarial=False),
     description="train the scene/object/motion VQ-VAE",
 ))
 register_experiment(Experiment(
     name="gan", model_schema=FirstStageConfig, default_config="configs/first_stage/moso_shapes64_gan.yaml",
     run=lambda cfg, run_dir, resume: _run(cfg, run_dir, resume, adversarial=True),
+    build_task=lambda cfg, device: FirstStageTask(cfg, device, adversarial=True),
     description="GAN fine-tune of a first-stage run (--first_stage_folder)",
 ))
