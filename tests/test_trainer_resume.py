@@ -88,18 +88,22 @@ def test_resume_is_exact_with_loader_workers(tmp_path):
     assert_same_final_state(tmp_path / "full", tmp_path / "cut")
 
 
-def test_sigterm_to_a_training_process_saves_and_exits_then_resumes(tmp_path):
+@pytest.mark.parametrize("workers", [0, 2])
+def test_sigterm_to_a_training_process_saves_and_exits_then_resumes(tmp_path, workers):
     run_dir = tmp_path / "run"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "toy_task.py"), str(run_dir), "1000", "0.05"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    # In its own process group, signalled as a whole (as Ctrl-C in a terminal or `timeout` do):
+    # the DataLoader workers receive the signal too and must not take the checkpoint down with them.
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "toy_task.py"), str(run_dir), "1000", "0.05",
+                             str(workers)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
+                            start_new_session=True)
     try:
         deadline = time.monotonic() + 90
         while len(read_metrics(run_dir / "metrics.jsonl")) < 3:
             assert proc.poll() is None, f"trainer exited early: {proc.communicate()}"
             assert time.monotonic() < deadline, "trainer did not start logging"
             time.sleep(0.1)
-        proc.send_signal(signal.SIGTERM)
+        os.killpg(proc.pid, signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:

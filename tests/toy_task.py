@@ -152,8 +152,9 @@ def main(argv: list[str]) -> int:
     run_dir = argv[0]
     max_steps = int(argv[1]) if len(argv) > 1 else 1000
     sleep = float(argv[2]) if len(argv) > 2 else 0.05
-    resume = len(argv) > 3 and argv[3] == "resume"
-    cfg = toy_config(f"train.max_steps={max_steps}", "train.ckpt_every=100000")
+    workers = int(argv[3]) if len(argv) > 3 else 0
+    resume = len(argv) > 4 and argv[4] == "resume"
+    cfg = toy_config(f"train.max_steps={max_steps}", "train.ckpt_every=100000", f"data.num_workers={workers}")
     seed_everything(cfg.seed)
     trainer = Trainer(ToyTask(step_sleep=sleep), cfg, run_dir, "cpu", resume=resume, progress=False, console=False)
     try:

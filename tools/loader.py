@@ -7,7 +7,22 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+import signal
+
 from tools.seeding import seed_worker
+
+
+def init_worker(worker_id: int) -> None:
+    """``worker_init_fn`` of every loader: seed the worker, and let it ignore SIGINT/SIGTERM.
+
+    Ctrl-C in a terminal, ``timeout`` and most schedulers signal the whole process group. A worker
+    killed by that signal makes the main process's next batch fail before the trainer can finish
+    its step and save a checkpoint; ignored, the worker keeps serving, and the loader shuts it
+    down when the main process is done (workers also exit if the main process dies).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    seed_worker(worker_id)
 
 
 class InfiniteSampler(Sampler):
@@ -49,7 +64,7 @@ def build_loader(dataset: Dataset, batch_size: int, *, train: bool, seed: int = 
                  drop_last: bool = False) -> DataLoader:
     """Train: endless shuffled stream starting at ``start_step``. Test: one ordered pass, sharded by rank."""
     generator = torch.Generator().manual_seed(seed)
-    common = dict(num_workers=num_workers, pin_memory=pin_memory, worker_init_fn=seed_worker,
+    common = dict(num_workers=num_workers, pin_memory=pin_memory, worker_init_fn=init_worker,
                   generator=generator, persistent_workers=num_workers > 0)
     if train:
         sampler = InfiniteSampler(len(dataset), seed, rank, world_size, start=start_step * batch_size)

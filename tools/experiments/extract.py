@@ -25,8 +25,8 @@ from tools.config import ConfigError
 from tools.datasets import build_dataset
 from tools.distributed import resolve_device
 from tools.experiments.first_stage import load_first_stage
+from tools.loader import init_worker
 from tools.registry import Experiment, register_experiment
-from tools.seeding import seed_worker
 from tools.tokens import COMPONENTS, META_NAME, index_dtype, shard_done_path, shard_file
 
 
@@ -146,7 +146,7 @@ def extract(cfg: DictConfig) -> Path:
         for shard in todo:
             shard_keys = keys[shard * cfg.model.shard_size:(shard + 1) * cfg.model.shard_size]
             loader = DataLoader(KeyedClips(dataset, shard_keys), batch_size=int(cfg.train.batch_size),
-                                num_workers=int(cfg.data.num_workers), worker_init_fn=seed_worker,
+                                num_workers=int(cfg.data.num_workers), worker_init_fn=init_worker,
                                 pin_memory=device.type == "cuda")
             grids = {k: [] for k in COMPONENTS}
             for batch in loader:
