@@ -129,3 +129,27 @@ def test_real_data_config_requires_lpips_weights(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "vgg16-397923af.pth" in err and "model.perceptual.weight=0" in err
     assert not any(tmp_path.iterdir())
+
+
+def test_extract_prediction_pairs_use_only_observed_frames_for_the_condition(first_stage_run, tmp_path):
+    from models.latent_space import pseudo_clip
+    from tools.datasets import build_dataset
+    from tools.experiments.first_stage import load_first_stage
+
+    out = tmp_path / "pairs"
+    assert main.main(["--exp", "extract", "--first_model", str(first_stage_run / "model_last.pth"), "--data", "shapes",
+                      "--out", str(out), "data.shapes.num_train=2", "data.shapes.num_test=2", "data.num_workers=0",
+                      "model.cond_frames=2", "model.splits=[test]", "train.batch_size=2"]) == 0
+    meta = read_meta(out)
+    assert meta["arrays"] == ["cond_scene", "cond_object", "cond_motion", "future_motion"] and meta["cond_frames"] == 2
+    tokens = TokenDataset(out, "test")
+    model, run_cfg, _ = load_first_stage(first_stage_run / "model_last.pth")
+    test = build_dataset(OmegaConf.merge(run_cfg.data, {"frames": 6, "shapes": {"num_test": 2}}), "test")
+    video = torch.stack([test[i]["video"] for i in range(2)])  # 2 observed + 4 future frames
+    with torch.no_grad():
+        cond = model.encode(pseudo_clip(video[:, :, :2], 4))["indices"]
+        future = model.encode(video[:, :, 2:])["indices"]
+    stored = {k: torch.stack([tokens[i][k] for i in range(2)]) for k in meta["arrays"]}
+    for k in ("scene", "object", "motion"):
+        assert torch.equal(stored[f"cond_{k}"], cond[k])
+    assert torch.equal(stored["future_motion"], future["motion"])

@@ -9,6 +9,8 @@ Layout::
         scene_00000.npy         # uint16 (int32 for K > 65535) [N, 1, Hs, Ws]
         object_00000.npy        # [N, 1, Ho, Wo]
         motion_00000.npy        # [N, T, Hm, Wm]
+                                # (prediction pairs, extract's model.cond_frames > 0: cond_scene,
+                                #  cond_object, cond_motion of the observed pseudo-clip, future_motion)
         keys_00000.npy          # int64 [N, 2]: (video index, draw) of each clip in the dataset
         shard_00000.done        # written last: the shard is complete
       test/ ...
@@ -61,8 +63,9 @@ class TokenDataset(Dataset):
         if not shards or (expected is not None and len(shards) != expected):
             raise FileNotFoundError(f"{split_dir}: extraction is incomplete ({len(shards)} of "
                                     f"{expected if expected is not None else '?'} shards); re-run --exp extract to finish it")
+        self.names = list(self.meta.get("arrays", COMPONENTS))
         self.arrays = {name: [np.load(shard_file(split_dir, name, s), mmap_mode="r") for s in shards]
-                       for name in (*COMPONENTS, "keys")}
+                       for name in (*self.names, "keys")}
         sizes = [len(a) for a in self.arrays["keys"]]
         self.offsets = np.cumsum([0] + sizes)
 
@@ -76,7 +79,7 @@ class TokenDataset(Dataset):
         shard = int(np.searchsorted(self.offsets, i, side="right") - 1)
         j = i - int(self.offsets[shard])
         item = {name: torch.from_numpy(np.asarray(self.arrays[name][shard][j]).astype(np.int64))
-                for name in COMPONENTS}
+                for name in self.names}
         item["index"] = i
         return item
 

@@ -14,8 +14,8 @@ C = TypeVar("C")
 
 @dataclass
 class UNetConfig:
-    channels: int = 128  # base width (level 0)
-    channel_mults: list[int] = field(default_factory=lambda: [1, 2, 2])  # width multiplier per level
+    channels: int = 64  # base width (level 0)
+    channel_mults: list[int] = field(default_factory=lambda: [1, 2, 3])  # width multiplier per level
     num_res_blocks: int = 2  # per level in the encoder (the decoder has one more)
     # Levels (0 = the latents' own resolution, each next level halves H and W) with attention after
     # every res block; the middle block (deepest level) always has attention.

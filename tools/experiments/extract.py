@@ -27,7 +27,8 @@ from tools.distributed import resolve_device
 from tools.experiments.first_stage import load_first_stage
 from tools.loader import init_worker
 from tools.registry import Experiment, register_experiment
-from tools.tokens import COMPONENTS, META_NAME, index_dtype, shard_done_path, shard_file
+from tools.tokens import META_NAME, index_dtype, shard_done_path, shard_file
+from models.latent_space import pseudo_clip
 
 
 @dataclass
@@ -35,6 +36,20 @@ class ExtractConfig:
     splits: list[str] = field(default_factory=lambda: ["train", "test"])
     shard_size: int = 1024  # clips per shard file
     clips_per_video: int = 1  # training clips per video (test: always 1, the fixed-start clip)
+    # 0: tokens of plain T-frame clips (scene, object, motion). K > 0: prediction pairs for the
+    # second stage from clips of K + T frames: the tokens of the pseudo-clip of the K observed
+    # frames (cond_scene, cond_object, cond_motion) and the motion of the next T (future_motion).
+    cond_frames: int = 0
+
+
+def encode_batch(model, video: torch.Tensor, cond_frames: int) -> dict[str, torch.Tensor]:
+    """Token index grids of a batch, by array name (see ExtractConfig.cond_frames)."""
+    if cond_frames == 0:
+        return model.encode(video)["indices"]
+    t = model.frames
+    observed, future = video[:, :, :cond_frames], video[:, :, cond_frames:cond_frames + t]
+    cond = model.encode(pseudo_clip(observed, t))["indices"]
+    return {**{f"cond_{k}": v for k, v in cond.items()}, "future_motion": model.encode(future)["indices"]["motion"]}
 
 
 class KeyedClips(Dataset):
@@ -111,7 +126,11 @@ def extract(cfg: DictConfig) -> Path:
     device = resolve_device(cfg.device)
     model.to(device)
     # The model was built for one clip geometry: clips are cut to it, whatever the data defaults say.
-    cfg.data.frames, cfg.data.resolution = run_cfg.data.frames, run_cfg.data.resolution
+    cond_frames = int(cfg.model.cond_frames)
+    cfg.data.frames = int(run_cfg.data.frames) + cond_frames
+    cfg.data.resolution = run_cfg.data.resolution
+    arrays = ["scene", "object", "motion"] if cond_frames == 0 else [
+        "cond_scene", "cond_object", "cond_motion", "future_motion"]
     shapes = model.latent_shapes()
     codebook = model.quantizer.codes_from_indices(torch.arange(model.codebook_size, device=device)[None])[0]
     dtype = index_dtype(model.codebook_size)
@@ -121,7 +140,8 @@ def extract(cfg: DictConfig) -> Path:
         "codebook_size": int(model.codebook_size), "code_dim": int(codebook.shape[1]),
         "quantizer": str(run_cfg.model.vqvae.quantizer), "dtype": dtype.name,
         "latent_shapes": {k: list(v) for k, v in shapes.items()},
-        "frames": int(cfg.data.frames), "resolution": int(cfg.data.resolution), "splits": {},
+        "frames": int(run_cfg.data.frames), "cond_frames": cond_frames, "arrays": arrays,
+        "resolution": int(cfg.data.resolution), "splits": {},
     }
     splits = {}
     for split in cfg.model.splits:
@@ -148,12 +168,12 @@ def extract(cfg: DictConfig) -> Path:
             loader = DataLoader(KeyedClips(dataset, shard_keys), batch_size=int(cfg.train.batch_size),
                                 num_workers=int(cfg.data.num_workers), worker_init_fn=init_worker,
                                 pin_memory=device.type == "cuda")
-            grids = {k: [] for k in COMPONENTS}
+            grids = {k: [] for k in arrays}
             for batch in loader:
-                indices = model.encode(batch["video"].to(device, non_blocking=True))["indices"]
-                for k in COMPONENTS:
+                indices = encode_batch(model, batch["video"].to(device, non_blocking=True), cond_frames)
+                for k in arrays:
                     grids[k].append(indices[k].cpu().numpy().astype(dtype))
-            for k in COMPONENTS:
+            for k in arrays:
                 _save_atomic(shard_file(split_dir, k, shard), np.concatenate(grids[k]))
             _save_atomic(shard_file(split_dir, "keys", shard), shard_keys)
             shard_done_path(split_dir, shard).write_text("ok\n")

@@ -1,0 +1,112 @@
+"""The second stage's view of the frozen first stage: conditioning, targets and decoding.
+
+Prediction protocol (no future leakage): a training example is a clip of ``K + T`` frames, the
+first ``K`` observed. Every conditioning signal is computed from the observed frames only: they
+are turned into a *pseudo-clip* of ``T`` frames (the last observed frame repeated, MOSO's trick;
+with ``K >= T`` the last ``T`` observed frames) and encoded into scene, object and motion codes.
+The diffusion target is the motion of the next ``T`` frames (the future clip). A prediction is
+decoded from the observed scene and object codes and the sampled motion.
+
+Latents are the continuous code vectors of the first stage (codebook rows), divided by a scale
+factor so that they have unit standard deviation; the factor is measured on training data and
+stored with the second stage's checkpoint. Sampled motion can be snapped back to the nearest
+codebook rows before decoding (``snap_to_codebook``).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from models.moso import COMPONENTS, MosoVQVAE
+
+
+def pseudo_clip(observed: torch.Tensor, frames: int) -> torch.Tensor:
+    """``[B, C, K, H, W]`` observed frames -> ``[B, C, frames, H, W]`` built from them alone."""
+    k = observed.shape[2]
+    if k >= frames:
+        return observed[:, :, k - frames:]
+    pad = observed[:, :, -1:].expand(-1, -1, frames - k, -1, -1)
+    return torch.cat([observed, pad], dim=2)
+
+
+class SemanticLatentSpace(nn.Module):
+    """Frozen first stage + scale factor: observed frames -> condition, future frames -> target."""
+
+    def __init__(self, first_stage: MosoVQVAE, scale: Optional[float] = None, snap_to_codebook: bool = False) -> None:
+        super().__init__()
+        self.first_stage = first_stage.eval().requires_grad_(False)
+        self.frames = first_stage.frames
+        self.snap_to_codebook = snap_to_codebook
+        self.register_buffer("scale", torch.tensor(float("nan") if scale is None else float(scale)))
+
+    def train(self, mode: bool = True) -> "SemanticLatentSpace":
+        super().train(mode)
+        self.first_stage.eval()  # frozen: never update its codebook or leave eval mode
+        return self
+
+    @property
+    def has_scale(self) -> bool:
+        return bool(torch.isfinite(self.scale))
+
+    def _require_scale(self) -> torch.Tensor:
+        if not self.has_scale:
+            raise RuntimeError("the latent scale factor is not set: call fit_scale() on training data first")
+        return self.scale
+
+    @torch.no_grad()
+    def codes(self, clip: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Unscaled quantized code vectors of a ``T``-frame clip (eval-mode first stage)."""
+        return self.first_stage.encode(clip)["codes"]
+
+    @torch.no_grad()
+    def fit_scale(self, clips: list[torch.Tensor]) -> float:
+        """Set the scale to the standard deviation of all code values of ``clips``; returns it."""
+        values = torch.cat([v.flatten() for clip in clips for v in self.codes(clip).values()]).double()
+        self.scale.fill_(float(values.std()))
+        return float(self.scale)
+
+    @torch.no_grad()
+    def condition(self, observed: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Scaled scene/object/motion codes of the observed frames ``[B, C, K, H, W]``."""
+        scale = self._require_scale()
+        return {k: v / scale for k, v in self.codes(pseudo_clip(observed, self.frames)).items()}
+
+    @torch.no_grad()
+    def target(self, future: torch.Tensor) -> torch.Tensor:
+        """Scaled motion codes of the future clip ``[B, C, T, H, W]`` (the diffusion's x0)."""
+        if future.shape[2] != self.frames:
+            raise ValueError(f"the future clip has {future.shape[2]} frames; the first stage encodes {self.frames}")
+        return self.codes(future)["motion"] / self._require_scale()
+
+    @torch.no_grad()
+    def from_indices(self, indices: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Scaled codes from stored token indices (the token-folder fast path)."""
+        scale = self._require_scale()
+        return {k: v / scale for k, v in self.first_stage.codes_from_indices(indices).items()}
+
+    @torch.no_grad()
+    def snap(self, motion: torch.Tensor) -> torch.Tensor:
+        """Nearest codebook rows of unscaled motion codes ``[B, D, T, H, W]``."""
+        b, _, t, h, w = motion.shape
+        flat = rearrange(motion, "b d t h w -> (b t h w) d")
+        book = self.first_stage.quantizer.codes_from_indices(
+            torch.arange(self.first_stage.codebook_size, device=motion.device)[None])[0].to(flat.dtype)
+        nearest = torch.cdist(flat, book).argmin(dim=1)
+        return rearrange(book[nearest], "(b t h w) d -> b d t h w", b=b, t=t, h=h, w=w)
+
+    @torch.no_grad()
+    def decode(self, condition: dict[str, torch.Tensor], motion: torch.Tensor,
+               snap: Optional[bool] = None) -> torch.Tensor:
+        """Frames ``[B, 3, T, H, W]`` from the observed scene/object and (scaled) predicted motion."""
+        scale = self._require_scale()
+        codes = {k: condition[k] * scale for k in ("scene", "object")}
+        codes["motion"] = motion * scale
+        if self.snap_to_codebook if snap is None else snap:
+            codes["motion"] = self.snap(codes["motion"])
+        return self.first_stage.decode(codes).clamp(-1, 1)
+
+
+__all__ = ["COMPONENTS", "SemanticLatentSpace", "pseudo_clip"]

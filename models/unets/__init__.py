@@ -1,0 +1,22 @@
+"""Second-stage denoisers over the first stage's scene/object/motion latents.
+
+All variants share one interface, ``forward(x_t, t, cond, cond_mask=None) -> Tensor`` (see
+:mod:`models.unets.common`), and one constructor, ``Net(cfg, code_dim, latent_shapes)``:
+
+- ``rsvp_s2`` :class:`RSVPS2UNet` -- the main model: 3D convs, scene/object/motion streams joined
+  by self-attention (:mod:`models.unets.rsvp_s2`);
+- ``rsvp_s1`` :class:`RSVPS1UNet` -- per-frame 2D ablation, no temporal mixing (:mod:`models.unets.rsvp_s1`);
+- ``rsvp_m`` :class:`RSVPMUNet` -- masked 2T-frame 3D U-Net with cross-attention to scene/object
+  (:mod:`models.unets.rsvp_m`).
+
+Importing this package registers the three names in :mod:`models`' registry.
+"""
+from models.unets.config import DenoiserConfig, RSVPMConfig, RSVPS1Config, RSVPS2Config, UNetConfig, coerce_config
+from models.unets.rsvp_m import RSVPMUNet
+from models.unets.rsvp_s1 import RSVPS1UNet
+from models.unets.rsvp_s2 import RSVPS2UNet
+
+__all__ = [
+    "DenoiserConfig", "RSVPMConfig", "RSVPS1Config", "RSVPS2Config", "UNetConfig", "coerce_config",
+    "RSVPMUNet", "RSVPS1UNet", "RSVPS2UNet",
+]
