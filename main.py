@@ -57,6 +57,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                  if getattr(args, flag) is not None]
         schema = RunConfig(exp=args.exp, model=experiment.model_schema())
         cfg = build_config(schema, config_path, [*args.overrides, *flags])
+        if experiment.prepare_config is not None:
+            experiment.prepare_config(cfg)
         fresh = not run_dir_for(cfg).exists()
         run_dir = prepare_run_dir(cfg, args.resume) if experiment.uses_run_dir else run_dir_for(cfg)
     except ConfigError as err:

@@ -24,7 +24,7 @@ T = TypeVar("T", bound=type)
 MODELS: dict[str, type[nn.Module]] = {}
 
 # Modules whose import registers models (appended as model files are added).
-MODEL_MODULES: list[str] = ["models.moso", "models.discriminators"]
+MODEL_MODULES: list[str] = ["models.moso", "models.discriminators", "models.unets"]
 
 
 def register_model(name: str) -> Callable[[T], T]:

@@ -108,6 +108,8 @@ def measure(exp: str, config: str, batch_size: int, precision: str, overrides: l
         raise ConfigError(f"experiment '{exp}' does not train a task: nothing to measure")
     cfg = build_config(RunConfig(exp=exp, model=experiment.model_schema()), config,
                        [*overrides, f"train.batch_size={batch_size}"])
+    if experiment.prepare_config is not None:
+        experiment.prepare_config(cfg)
     if "vqvae" in cfg.model:
         # Data-dependent control flow cannot run on fake tensors; restarts are a tiny part of the step.
         cfg.model.vqvae.dead_code_threshold = 0.0

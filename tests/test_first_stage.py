@@ -31,8 +31,9 @@ def losses(run_dir: Path) -> list[tuple[int, float]]:
     return [(r["step"], r["loss"]) for r in records if "loss" in r]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def first_stage_run(tmp_path_factory):
+    """A tiny first-stage run, shared by the first- and second-stage tests."""
     results = tmp_path_factory.mktemp("results")
     code = main.main(["--exp", "first_stage", "--id", "tiny", f"results_dir={results}",
                       "train.max_steps=4", *TINY])

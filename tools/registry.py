@@ -27,6 +27,9 @@ class Experiment:
     # ``build_task(cfg, device)`` -> the TrainTask a training experiment runs (lets tools such as
     # scripts/measure_memory.py build the same task); None for experiments that do not train.
     build_task: Optional[Callable[..., Any]] = None
+    # ``prepare_config(cfg)``: completes or checks the config in place before the run folder is
+    # made and the config saved (e.g. clip geometry taken from a first-stage checkpoint).
+    prepare_config: Optional[Callable[[Any], None]] = None
     description: str = ""
 
 
@@ -34,7 +37,7 @@ EXPERIMENTS: dict[str, Experiment] = {}
 
 # Modules that register experiments when imported. Later stages append to this list, so that
 # importing the registry does not pay for importing every model up front.
-EXPERIMENT_MODULES: list[str] = ["tools.experiments.first_stage", "tools.experiments.extract"]
+EXPERIMENT_MODULES: list[str] = ["tools.experiments.first_stage", "tools.experiments.extract", "tools.experiments.ddpm"]
 
 
 def register_experiment(experiment: Experiment) -> Experiment:

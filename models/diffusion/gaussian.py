@@ -68,38 +68,50 @@ class GaussianDiffusion(nn.Module):
         return f"N={c.num_timesteps}, schedule={c.schedule}, prediction={c.prediction}, sampler={c.sampler}"
 
     # ----------------------------------------------------------------- coefficients
-    def _coef(self, buf: torch.Tensor, t: TimeArg, x: torch.Tensor, check: bool = True) -> torch.Tensor:
-        """``buf[t]`` as ``[B, 1, ..., 1]`` in x's dtype/device; t is an int or an int tensor ``[B]``."""
+    def timesteps_for(self, t: TimeArg, x: torch.Tensor) -> torch.Tensor:
+        """Validate t (an int, or an integer tensor ``[B]`` in [0, N-1]) and return it as int64 ``[B]``.
+
+        Reads the values back to check the range (a device sync on GPU); the training loss only
+        does so for timesteps the caller passes in, never for the ones it draws.
+        """
         if isinstance(t, int):
-            t = torch.full((x.shape[0],), t, dtype=torch.int64)
+            t = torch.full((x.shape[0],), t, dtype=torch.int64, device=x.device)
         if not isinstance(t, torch.Tensor) or t.dtype.is_floating_point or t.ndim != 1 or len(t) != len(x):
             raise ValueError(f"t must be an int or an integer tensor [B={x.shape[0]}]; got {t!r:.80}")
-        t = t.to(buf.device, torch.int64)
-        if check and (int(t.min()) < 0 or int(t.max()) >= self.num_timesteps):
+        if int(t.min()) < 0 or int(t.max()) >= self.num_timesteps:
             raise ValueError(f"timesteps must be in [0, {self.num_timesteps - 1}]; got {int(t.min())}..{int(t.max())}")
-        return buf[t].to(device=x.device, dtype=x.dtype).reshape(-1, *([1] * (x.ndim - 1)))
+        return t.to(torch.int64)
 
-    def _ab(self, t: TimeArg, x: torch.Tensor, check: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-        """(sqrt(abar_t), sqrt(1 - abar_t)) broadcastable against x."""
-        return (self._coef(self.sqrt_alphas_cumprod, t, x, check),
-                self._coef(self.sqrt_one_minus_alphas_cumprod, t, x, check))
+    def _ab(self, t: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sqrt(abar_t), sqrt(1 - abar_t)) as ``[B, 1, ..., 1]`` in x's dtype/device (t already valid)."""
+        shape = (-1,) + (1,) * (x.ndim - 1)
+        t = t.to(self.alphas_cumprod.device)
+        return tuple(buf[t].to(device=x.device, dtype=x.dtype).reshape(shape)
+                     for buf in (self.sqrt_alphas_cumprod, self.sqrt_one_minus_alphas_cumprod))
 
     # ----------------------------------------------------------------- forward process / parametrisation
-    def q_sample(self, x0: torch.Tensor, t: TimeArg, noise: torch.Tensor) -> torch.Tensor:
-        """x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) noise."""
+    def _q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         a, b = self._ab(t, x0)
         return a * x0 + b * noise
 
-    def training_target(self, x0: torch.Tensor, noise: torch.Tensor, t: TimeArg) -> torch.Tensor:
-        """What the denoiser should output at (x_t = q_sample(x0, t, noise), t): noise (eps) or v."""
+    def _target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         if self.prediction == "eps":
             return noise
         a, b = self._ab(t, x0)
         return a * noise - b * x0
 
-    def split_prediction(self, x_t: torch.Tensor, t: TimeArg, model_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def q_sample(self, x0: torch.Tensor, t: TimeArg, noise: torch.Tensor) -> torch.Tensor:
+        """x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) noise."""
+        return self._q_sample(x0, self.timesteps_for(t, x0), noise)
+
+    def training_target(self, x0: torch.Tensor, noise: torch.Tensor, t: TimeArg) -> torch.Tensor:
+        """What the denoiser should output at (x_t = q_sample(x0, t, noise), t): noise (eps) or v."""
+        return self._target(x0, noise, self.timesteps_for(t, x0))
+
+    def split_prediction(self, x_t: torch.Tensor, t: TimeArg,
+                         model_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Model output -> (x0 estimate, eps estimate)."""
-        a, b = self._ab(t, x_t)
+        a, b = self._ab(self.timesteps_for(t, x_t), x_t)
         if self.prediction == "eps":
             return (x_t - b * model_out) / a, model_out
         return a * x_t - b * model_out, b * x_t + a * model_out
@@ -119,7 +131,8 @@ class GaussianDiffusion(nn.Module):
 
         Draws (in this order, from ``generator`` or the global RNG when it is None) t ~ U{0..N-1}
         ``[B]``, noise ~ N(0, I) like x0, and ``cond_mask = U[0,1) >= cond_drop_prob`` ``[B]``;
-        any of them can be given instead. Computed in float32.
+        any of them can be given instead. Computed in float32. A generator on x0's device avoids
+        drawing the noise on the CPU and copying it over.
 
         Returns ``loss`` (scalar, with graph), ``loss_per_sample`` ``[B]`` (detached), ``t`` ``[B]``
         and ``cond_mask`` ``[B]``.
@@ -130,14 +143,15 @@ class GaussianDiffusion(nn.Module):
         drawn_t = torch.randint(0, self.num_timesteps, (batch,), generator=generator, device=draw)
         drawn_noise = torch.randn(x0.shape, generator=generator, device=draw)
         keep = torch.rand(batch, generator=generator, device=draw) >= self.cfg.cond_drop_prob
-        t = drawn_t.to(device) if t is None else t.to(device, torch.int64)
+        t = drawn_t.to(device) if t is None else self.timesteps_for(t, x0).to(device)
         noise = drawn_noise.to(device) if noise is None else noise.to(device, torch.float32)
         cond_mask = keep.to(device) if cond_mask is None else cond_mask.to(device, torch.bool)
-        if noise.shape != x0.shape or t.shape != (batch,) or cond_mask.shape != (batch,):
-            raise ValueError(f"training_loss: x0 {tuple(x0.shape)} needs noise like it and t, cond_mask of shape [{batch}]")
+        if noise.shape != x0.shape or cond_mask.shape != (batch,):
+            raise ValueError(
+                f"training_loss: x0 {tuple(x0.shape)} needs noise of its shape and cond_mask of shape [{batch}]")
 
-        x_t = self.q_sample(x0, t, noise)
-        target = self.training_target(x0, noise, t)
+        x_t = self._q_sample(x0, t, noise)
+        target = self._target(x0, noise, t)
         pred = checked_output(model_fn(x_t, t, cond, cond_mask), x_t)
         per_sample = (pred - target).pow(2).flatten(1).mean(1)
         return {"loss": per_sample.mean(), "loss_per_sample": per_sample.detach(), "t": t, "cond_mask": cond_mask}

@@ -2,7 +2,8 @@
 
 Every setting that changes the result is spelled out rather than left to a diffusers default:
 
-- the betas are ours (``trained_betas``), so the schedulers' ``alphas_cumprod`` are the training ones;
+- the betas are ours (``trained_betas``), so the schedulers' ``alphas_cumprod`` are the training
+  ones up to float32 rounding (diffusers multiplies in float32, we in float64);
 - no clipping or thresholding of the x0 prediction: latents are not bounded to [-1, 1];
 - ``prediction_type`` follows the model ("epsilon" or "v_prediction");
 - DDPM: ``variance_type="fixed_small"`` (the posterior variance beta-tilde of Ho et al.);
@@ -13,8 +14,8 @@ Every setting that changes the result is spelled out rather than left to a diffu
 
 The sampling timesteps are computed here, once for all samplers, and handed to the schedulers:
 diffusers' own ``trailing`` spacing uses a floating-point ``arange`` that, for some step counts
-(61 of 1000 with N=1000, e.g. 61 or 103 steps), yields one extra timestep -1, which indexes the
-*noisiest* level. ``trailing`` (the default) starts at t = N-1, the noisiest level the model was
+(62 of the 1000 possible ones with N=1000: 61, 103, 121, ...), yields one extra timestep -1, which
+Python indexing turns into the *noisiest* level. ``trailing`` (the default) starts at t = N-1, the noisiest level the model was
 trained on and the one closest to the pure noise sampling starts from; ``leading`` starts lower
 (t = 980 for 50 of 1000 steps) and feeds pure noise to the model as if it were x_980, a
 train/sample mismatch (Lin et al. 2024, "Common diffusion noise schedules and sample steps are

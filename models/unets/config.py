@@ -72,6 +72,8 @@ def coerce_config(cfg: Any, cls: type[C]) -> C:
     else:
         raise TypeError(f"expected a {cls.__name__} or a mapping, got {type(cfg).__name__}")
     known = {f.name for f in fields(cls)}
+    if not set(data) <= known and issubclass(DenoiserConfig, cls):
+        cls, known = DenoiserConfig, {f.name for f in fields(DenoiserConfig)}  # the all-variant schema
     unknown = sorted(set(data) - known)
     if unknown:
         raise ValueError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}; valid: {', '.join(sorted(known))}")

@@ -104,7 +104,8 @@ class ResBlock(nn.Module):
         self.norm2 = group_norm(out_channels, norm_groups)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = zero_(conv_nd(out_channels, out_channels, kernel))
-        self.skip = conv_nd(in_channels, out_channels, (1,) * self.dims) if in_channels != out_channels else nn.Identity()
+        same = in_channels == out_channels
+        self.skip = nn.Identity() if same else conv_nd(in_channels, out_channels, (1,) * self.dims)
 
     def forward(self, x: torch.Tensor, emb: Optional[torch.Tensor] = None) -> torch.Tensor:
         h = self.conv1(F.silu(self.norm1(x)))

@@ -1,0 +1,87 @@
+"""The second stage end to end on tiny built-in data: training, resume, variants, no future leakage."""
+import json
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+import main
+from tests.test_first_stage import first_stage_run  # noqa: F401  (the shared tiny first stage)
+from tools.checkpoint import load_checkpoint
+
+TINY_DDPM = [
+    "data.num_workers=0", "data.shapes.num_train=8", "data.shapes.num_test=2",
+    "train.batch_size=2", "train.log_every=1", "train.ckpt_every=2", "train.sample_every=2",
+    "train.optim.schedule=constant", "train.optim.warmup_steps=0",
+    "model.cond_frames=2", "model.scale_clips=4", "model.eval_clips=2",
+    "model.unet.channels=16", "model.unet.channel_mults=[1,2]", "model.unet.num_res_blocks=1",
+    "model.unet.attn_levels=[1]", "model.unet.attn_head_dim=8", "model.unet.context_channels=16",
+    "model.diffusion.sample_steps=2",
+]
+
+
+def ddpm_args(first_stage_run, results, *extra):
+    return ["--exp", "ddpm", "--first_model", str(first_stage_run / "model_last.pth"),
+            f"results_dir={results}", *TINY_DDPM, *extra]
+
+
+def losses(run_dir):
+    return [(r["step"], r["loss"]) for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
+            if "loss" in r]
+
+
+def test_ddpm_trains_samples_and_resumes_exactly(first_stage_run, tmp_path):  # noqa: F811
+    assert main.main(ddpm_args(first_stage_run, tmp_path, "--id", "full", "train.max_steps=4")) == 0
+    assert main.main(ddpm_args(first_stage_run, tmp_path, "--id", "split", "train.max_steps=2")) == 0
+    assert main.main(ddpm_args(first_stage_run, tmp_path, "--id", "split", "train.max_steps=4", "--resume")) == 0
+    full, split = tmp_path / "ddpm_full_shapes_42", tmp_path / "ddpm_split_shapes_42"
+    assert losses(full) == losses(split) and len(losses(full)) == 4
+    records = [json.loads(line) for line in (full / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in records if "eval/psnr" in r]
+    assert evals and all("eval/psnr_copy_last_frame" in r for r in evals)
+    assert list((full / "samples").glob("prediction_*.gif"))
+    state = load_checkpoint(full / "model_last.pth")
+    assert state["task"]["scale"] > 0 and set(state["nets"]) == {"model"}  # the first stage is not copied
+    saved = OmegaConf.load(full / "config.yaml")
+    assert saved.data.frames == 2 + 4 and saved.data.resolution == 32  # K observed + the first stage's T
+
+
+@pytest.mark.parametrize("net", ["rsvp_s1", "rsvp_m"])
+def test_variants_train_through_the_same_command(first_stage_run, tmp_path, net):  # noqa: F811
+    assert main.main(ddpm_args(first_stage_run, tmp_path, "--id", net, f"model.net={net}", "train.max_steps=1",
+                               "train.sample_every=0")) == 0
+    assert len(losses(tmp_path / f"ddpm_{net}_shapes_42")) == 1
+
+
+def test_no_future_leakage(first_stage_run):  # noqa: F811
+    """Frames after the observed ones change neither the condition nor (fixed seed) the prediction."""
+    from tools.config import RunConfig, build_config
+    from tools.datasets import build_dataset
+    from tools.experiments.ddpm import DDPMConfig, DDPMTask, fit_scale, load_latent_space, prepare_config
+
+    cfg = build_config(RunConfig(exp="ddpm", model=DDPMConfig()), None,
+                       [*TINY_DDPM, f"first_model={first_stage_run / 'model_last.pth'}"])
+    prepare_config(cfg)
+    space = load_latent_space(cfg)
+    test = build_dataset(cfg.data, "test")
+    fit_scale(space, cfg, test)
+    torch.manual_seed(0)
+    task = DDPMTask(cfg, space)
+    net = task.net.eval()
+    for p in net.parameters():  # the denoiser is zero-initialised: randomise it so outputs depend on inputs
+        torch.nn.init.normal_(p, std=0.05)
+    video = torch.stack([test[i]["video"] for i in range(2)])
+    changed = video.clone()
+    changed[:, :, 2:] = torch.rand_like(changed[:, :, 2:]) * 2 - 1  # other future frames
+    obs_a, fut_a = task.split(video)
+    obs_b, fut_b = task.split(changed)
+    assert not torch.equal(fut_a, fut_b)
+    cond_a, cond_b = space.condition(obs_a), space.condition(obs_b)
+    assert all(torch.equal(cond_a[k], cond_b[k]) for k in cond_a)
+    pred_a = task.predict(net, obs_a, torch.Generator().manual_seed(5))
+    pred_b = task.predict(net, obs_b, torch.Generator().manual_seed(5))
+    assert torch.equal(pred_a, pred_b)
+    # ... while the prediction does depend on the observed frames and on the seed.
+    other_obs = obs_a.flip(2)
+    assert not torch.equal(task.predict(net, other_obs, torch.Generator().manual_seed(5)), pred_a)
+    assert not torch.equal(task.predict(net, obs_a, torch.Generator().manual_seed(6)), pred_a)

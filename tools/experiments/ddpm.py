@@ -1,0 +1,198 @@
+"""``--exp ddpm``: the second stage, a latent DDPM over the frozen first stage's motion codes.
+
+    python main.py --exp ddpm --config configs/ddpm/rsvp_s2_shapes64.yaml --first_model results/gan_main_shapes_42/model_last.pth
+
+A training example is a clip of ``K + T`` frames (``K = model.cond_frames`` observed, ``T`` the
+first stage's clip length): the denoiser (``model.net``: rsvp_s2 | rsvp_s1 | rsvp_m) learns the
+motion codes of the future ``T`` frames, conditioned on the scene/object/motion codes of the
+observed frames only (models/latent_space.py). ``train.py`` runs the same task from a token
+folder written by ``--exp extract`` with ``model.cond_frames=K`` (no first-stage encoding per step).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+from torch.utils.data import default_collate
+
+from evaluation.frame_metrics import psnr_per_frame
+from evaluation.protocol import copy_last_frame_baseline
+from models import build_model
+from models.diffusion import DiffusionConfig, build_diffusion
+from models.latent_space import SemanticLatentSpace, pseudo_clip
+from models.unets.config import DenoiserConfig
+from tools.checkpoint import CheckpointError, load_checkpoint
+from tools.config import ConfigError
+from tools.datasets import build_dataset
+from tools.experiments.common import run_training
+from tools.experiments.first_stage import load_first_stage
+from tools.registry import Experiment, register_experiment
+from tools.trainer import StepContext, TrainTask, build_optimizer
+
+
+@dataclass
+class DDPMConfig:
+    net: str = "rsvp_s2"  # rsvp_s2 | rsvp_s1 (2D ablation) | rsvp_m (masked conditional)
+    unet: DenoiserConfig = field(default_factory=DenoiserConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    cond_frames: int = 4  # K observed frames; the prediction is the next T (the first stage's clip length)
+    snap_to_codebook: bool = False  # decode sampled motion through its nearest codebook rows
+    scale_clips: int = 32  # training clips used to measure the latent scale factor
+    eval_clips: int = 4  # held-out clips sampled at every sample step
+    tokens: Optional[str] = None  # token folder (train.py); None: encode clips with the first stage
+
+
+def first_stage_path(cfg: DictConfig) -> Path:
+    if not cfg.first_model:
+        raise ConfigError("the second stage needs a trained first stage: pass --first_model "
+                          "results/gan_..._/model_last.pth (or first_stage_...)")
+    path = Path(cfg.first_model)
+    if not path.is_file():
+        raise ConfigError(f"first-stage checkpoint {path} not found")
+    return path
+
+
+def prepare_config(cfg: DictConfig) -> None:
+    """Clips are cut to what the first stage was built for: K observed + its T frames, its resolution."""
+    try:
+        state = load_checkpoint(first_stage_path(cfg))
+    except CheckpointError as err:
+        raise ConfigError(str(err)) from None
+    source = OmegaConf.create(state["config"]).data
+    cfg.data.resolution = source.resolution
+    cfg.data.frames = int(cfg.model.cond_frames) + int(source.frames)
+
+
+def load_latent_space(cfg: DictConfig, scale: Optional[float] = None) -> SemanticLatentSpace:
+    path = first_stage_path(cfg)
+    try:
+        first_stage, run_cfg, _ = load_first_stage(path)
+    except CheckpointError as err:
+        raise ConfigError(str(err)) from None
+    if (run_cfg.data.resolution, int(cfg.model.cond_frames) + first_stage.frames) != (
+            cfg.data.resolution, cfg.data.frames):
+        raise ConfigError(f"data.resolution/data.frames ({cfg.data.resolution}, {cfg.data.frames}) do not fit the "
+                          f"first stage {path} ({run_cfg.data.resolution}, cond_frames + {first_stage.frames})")
+    return SemanticLatentSpace(first_stage, scale=scale, snap_to_codebook=bool(cfg.model.snap_to_codebook))
+
+
+def build_denoiser(cfg: DictConfig, space: SemanticLatentSpace) -> nn.Module:
+    return build_model(cfg.model.net, cfg=cfg.model.unet, code_dim=space.first_stage.cfg.code_dim,
+                       latent_shapes=space.first_stage.latent_shapes())
+
+
+class DDPMTask(TrainTask):
+    """Diffusion loss on the future motion codes; samples show observed | truth | prediction."""
+
+    ema_nets = ("model",)
+
+    def __init__(self, cfg: DictConfig, space: SemanticLatentSpace) -> None:
+        self.cfg, self.space = cfg, space
+        self.cond_frames = int(cfg.model.cond_frames)
+        self.net = build_denoiser(cfg, space)
+        self.diffusion = build_diffusion(cfg.model.diffusion)
+
+    def networks(self) -> dict[str, nn.Module]:
+        return {"model": self.net}
+
+    def configure_optimizers(self, nets: dict[str, nn.Module], cfg: DictConfig) -> dict:
+        return {"model": build_optimizer(nets["model"].parameters(), cfg.train.optim, cfg.train.max_steps)}
+
+    def setup(self, ctx: StepContext) -> None:
+        self.space.to(ctx.device)
+        self.diffusion.to(ctx.device)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"scale": float(self.space.scale)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.space.scale.fill_(float(state["scale"]))
+
+    def split(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Observed ``[B, C, K, H, W]`` and future ``[B, C, T, H, W]`` frames of a ``K + T`` clip."""
+        k, t = self.cond_frames, self.space.frames
+        if video.shape[2] < k + t:
+            raise ValueError(f"clips have {video.shape[2]} frames; the second stage needs {k} observed + {t} future")
+        return video[:, :, :k], video[:, :, k:k + t]
+
+    def example(self, batch: dict) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """(condition, x0) of a batch of clips or of stored token pairs."""
+        if "video" in batch:
+            observed, future = self.split(batch["video"])
+            return self.space.condition(observed), self.space.target(future)
+        cond = self.space.from_indices({k: batch[f"cond_{k}"] for k in ("scene", "object", "motion")})
+        return cond, self.space.from_indices({"motion": batch["future_motion"]})["motion"]
+
+    def training_step(self, batch: dict, step: int, ctx: StepContext) -> dict[str, torch.Tensor]:
+        cond, x0 = self.example(batch)
+        with ctx.autocast():
+            out = self.diffusion.training_loss(ctx.nets["model"], x0, cond)
+        ctx.step(out["loss"], "model")
+        return {"loss": out["loss"].detach()}
+
+    @torch.no_grad()
+    def predict(self, net: nn.Module, observed: torch.Tensor, generator: torch.Generator,
+                **sample_options: Any) -> torch.Tensor:
+        """Frames ``[B, 3, T, H, W]`` following the observed ones (one clip)."""
+        cond = self.space.condition(observed)
+        b = observed.shape[0]
+        shape = (b, *cond["motion"].shape[1:])
+        motion = self.diffusion.sample(net, shape, cond, generator=generator, device=observed.device, **sample_options)
+        return self.space.decode(cond, motion)
+
+    def sample(self, batch: dict, step: int, ctx: StepContext) -> dict[str, torch.Tensor]:
+        observed, future = self.split(batch["video"])
+        generator = torch.Generator().manual_seed(int(self.cfg.seed) + step)
+        pred = self.predict(ctx.eval_net("model"), observed, generator)
+        copy_last = copy_last_frame_baseline(observed, future.shape[2])
+        shown = pseudo_clip(observed, future.shape[2])  # the observed frames, last one held
+        return {
+            "prediction": torch.cat([shown, future, pred], dim=-1),
+            "eval/psnr": psnr_per_frame(pred, future).mean(),
+            "eval/psnr_copy_last_frame": psnr_per_frame(copy_last, future).mean(),
+        }
+
+
+def eval_batch(cfg: DictConfig) -> dict:
+    test = build_dataset(cfg.data, "test", cfg.seed)
+    n = min(len(test), int(cfg.model.eval_clips))
+    return default_collate([test[i] for i in range(n)])
+
+
+def fit_scale(space: SemanticLatentSpace, cfg: DictConfig, train) -> float:
+    """The latent scale factor from ``model.scale_clips`` training clips (their future halves)."""
+    n = min(len(train), int(cfg.model.scale_clips))
+    k = int(cfg.model.cond_frames)
+    batch = default_collate([train[i] for i in range(n)])
+    if "video" in batch:
+        clips = list(batch["video"][:, :, k:k + space.frames].split(8))
+        return space.fit_scale(clips)
+    codes = space.first_stage.codes_from_indices({k: batch[f"cond_{k}"] for k in ("scene", "object", "motion")})
+    codes["future"] = space.first_stage.codes_from_indices({"motion": batch["future_motion"]})["motion"]
+    values = torch.cat([v.flatten() for v in codes.values()]).double()
+    space.scale.fill_(float(values.std()))
+    return float(space.scale)
+
+
+def run_ddpm(cfg: DictConfig, run_dir: Path, resume: bool, train_data=None) -> int:
+    """Shared by ``main.py --exp ddpm`` (clips) and ``train.py`` (``train_data``: a token dataset)."""
+    space = load_latent_space(cfg)
+    train = train_data if train_data is not None else build_dataset(cfg.data, "train", cfg.seed)
+    if not resume:
+        scale = fit_scale(space, cfg, train)
+        print(f"[ddpm] latent scale factor {scale:.4f} (std of the code values of {min(len(train), cfg.model.scale_clips)} clips)")
+    sample = eval_batch(cfg)
+    return run_training(lambda device: DDPMTask(cfg, space), cfg, run_dir, resume, train, sample_batch=sample)
+
+
+register_experiment(Experiment(
+    name="ddpm", model_schema=DDPMConfig, default_config="configs/ddpm/rsvp_s2_shapes64.yaml",
+    run=run_ddpm,
+    build_task=lambda cfg, device: DDPMTask(cfg, load_latent_space(cfg, scale=1.0)),
+    prepare_config=prepare_config,
+    description="latent DDPM over the first stage's motion codes (--first_model)",
+))
