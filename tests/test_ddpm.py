@@ -85,3 +85,42 @@ def test_no_future_leakage(first_stage_run):  # noqa: F811
     other_obs = obs_a.flip(2)
     assert not torch.equal(task.predict(net, other_obs, torch.Generator().manual_seed(5)), pred_a)
     assert not torch.equal(task.predict(net, obs_a, torch.Generator().manual_seed(6)), pred_a)
+
+
+def test_train_py_from_tokens_and_validate_py(first_stage_run, tmp_path):  # noqa: F811
+    import train
+    import validate
+
+    tokens = tmp_path / "tokens"
+    assert main.main(["--exp", "extract", "--first_model", str(first_stage_run / "model_last.pth"), "--data", "shapes",
+                      "--out", str(tokens), "data.shapes.num_train=4", "data.shapes.num_test=2", "data.num_workers=0",
+                      "model.cond_frames=2", "train.batch_size=2"]) == 0
+    assert train.main_cli(["--config", "configs/ddpm/rsvp_s2_shapes64.yaml", "--tokens", str(tokens),
+                           f"results_dir={tmp_path}", "--id", "tok", *TINY_DDPM, "train.max_steps=2"]) == 0
+    run = tmp_path / "ddpm_tok_shapes_42"
+    assert len(losses(run)) == 2
+
+    out = tmp_path / "val"
+    args = ["--ckpt", str(run / "model_last.pth"), "--num_videos", "2", "--num_samples", "2", "--steps", "2",
+            "--pred_frames", "6", "--batch_size", "2", "--metrics", "psnr,ssim", "--out", str(out)]
+    assert validate.main(args) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"psnr", "psnr_best_of_n", "ssim"} <= set(metrics["model"]["summary"])
+    assert "psnr" in metrics["copy_last_frame"]["summary"]
+    assert metrics["settings"]["rollout_clips"] == 2  # 6 predicted frames from 4-frame clips
+    names = sorted(p.name for p in (out / "videos").iterdir())
+    assert "video00000.gif" in names and "video00000_s1.npy" in names and "video00000_s1.mp4" in names
+    import numpy as np
+    assert np.load(out / "videos" / "video00000_s0.npy").shape == (6, 32, 32, 3)
+    assert (out / "grid.png").is_file()
+    first = (out / "videos" / "video00000_s0.npy").read_bytes()
+    assert validate.main(args) == 0  # same seed, same output
+    assert (out / "videos" / "video00000_s0.npy").read_bytes() == first
+
+    # Tokens from another first stage are refused.
+    other = tmp_path / "other.pth"
+    state = load_checkpoint(first_stage_run / "model_last.pth")
+    state["step"] = 7
+    torch.save(state, other)
+    assert train.main_cli(["--config", "configs/ddpm/rsvp_s2_shapes64.yaml", "--tokens", str(tokens),
+                           "--first_model", str(other), f"results_dir={tmp_path}", "--id", "bad", *TINY_DDPM]) == 2

@@ -21,6 +21,7 @@ from torch.utils.data import default_collate
 
 from evaluation.frame_metrics import psnr_per_frame
 from evaluation.protocol import copy_last_frame_baseline
+from evaluation.weights import sha256_file
 from models import build_model
 from models.diffusion import DiffusionConfig, build_diffusion
 from models.latent_space import SemanticLatentSpace, pseudo_clip
@@ -31,6 +32,7 @@ from tools.datasets import build_dataset
 from tools.experiments.common import run_training
 from tools.experiments.first_stage import load_first_stage
 from tools.registry import Experiment, register_experiment
+from tools.tokens import TokenDataset, read_meta
 from tools.trainer import StepContext, TrainTask, build_optimizer
 
 
@@ -178,10 +180,26 @@ def fit_scale(space: SemanticLatentSpace, cfg: DictConfig, train) -> float:
     return float(space.scale)
 
 
-def run_ddpm(cfg: DictConfig, run_dir: Path, resume: bool, train_data=None) -> int:
-    """Shared by ``main.py --exp ddpm`` (clips) and ``train.py`` (``train_data``: a token dataset)."""
+def token_dataset(cfg: DictConfig) -> TokenDataset:
+    """The training split of ``model.tokens``, checked against this config and first stage."""
+    folder = Path(cfg.model.tokens)
+    try:
+        meta = read_meta(folder)
+        train = TokenDataset(folder, "train")
+    except FileNotFoundError as err:
+        raise ConfigError(str(err)) from None
+    if meta.get("cond_frames", 0) != int(cfg.model.cond_frames):
+        raise ConfigError(f"{folder} holds tokens for cond_frames={meta.get('cond_frames', 0)} (extract with "
+                          f"model.cond_frames={cfg.model.cond_frames}, or set model.cond_frames={meta.get('cond_frames')})")
+    if meta["identity"]["checkpoint_sha256"] != sha256_file(first_stage_path(cfg)):
+        raise ConfigError(f"{folder} was extracted with {meta['checkpoint']}, not with --first_model {cfg.first_model}")
+    return train
+
+
+def run_ddpm(cfg: DictConfig, run_dir: Path, resume: bool) -> int:
+    """``main.py --exp ddpm`` (clips encoded on the fly) and ``train.py`` (``model.tokens`` set)."""
     space = load_latent_space(cfg)
-    train = train_data if train_data is not None else build_dataset(cfg.data, "train", cfg.seed)
+    train = token_dataset(cfg) if cfg.model.tokens else build_dataset(cfg.data, "train", cfg.seed)
     if not resume:
         scale = fit_scale(space, cfg, train)
         print(f"[ddpm] latent scale factor {scale:.4f} (std of the code values of {min(len(train), cfg.model.scale_clips)} clips)")

@@ -9,7 +9,6 @@ per-clip RNG says, ``model.clips_per_video`` clips per video).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from evaluation.weights import sha256_file
 from tools.checkpoint import CheckpointError
 from tools.config import ConfigError
 from tools.datasets import build_dataset
@@ -71,14 +71,6 @@ def clip_keys(num_videos: int, clips_per_video: int) -> np.ndarray:
     """Clip ``j`` of video ``i`` gets draw ``j * num_videos + i``: distinct, stable random starts."""
     j, i = np.meshgrid(np.arange(clips_per_video), np.arange(num_videos), indexing="ij")
     return np.stack([i.ravel(), (j * num_videos + i).ravel()], axis=1).astype(np.int64)
-
-
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _identity(cfg: DictConfig, ckpt: Path, digest: str) -> dict:
@@ -135,7 +127,7 @@ def extract(cfg: DictConfig) -> Path:
     codebook = model.quantizer.codes_from_indices(torch.arange(model.codebook_size, device=device)[None])[0]
     dtype = index_dtype(model.codebook_size)
     meta = {
-        "identity": _identity(cfg, ckpt, _file_digest(ckpt)),
+        "identity": _identity(cfg, ckpt, sha256_file(ckpt)),
         "checkpoint": str(ckpt), "checkpoint_step": int(state["step"]),
         "codebook_size": int(model.codebook_size), "code_dim": int(codebook.shape[1]),
         "quantizer": str(run_cfg.model.vqvae.quantizer), "dtype": dtype.name,

@@ -1,0 +1,201 @@
+"""Sample predicted frames from a trained second stage and score them against the ground truth.
+
+    python validate.py --ckpt results/ddpm_main_shapes_42/model_last.pth --data shapes --out results/validate_shapes
+
+For every test video: the first ``--cond_frames`` frames are observed, ``--pred_frames`` are
+predicted (``--num_samples`` times). Longer predictions than one clip roll out clip by clip,
+each conditioned on the last observed-or-predicted frames (PVDM's Algorithm 1 with our
+conditioning). Written to ``--out``:
+
+* ``videos/{name}.gif`` — observed (last frame held) | ground truth | prediction (sample 0)
+* ``videos/{name}_s{j}.npy`` (uint8 ``[P, H, W, C]``) and ``videos/{name}_s{j}.mp4`` — predicted frames
+* ``grid.png`` — every video: ground-truth frames above predicted frames
+* ``metrics.json`` — PSNR/SSIM/LPIPS (mean over samples and best-of-N), FVD/KVD when the I3D
+  weights are present, the same for the copy-last-frame baseline, and every protocol choice.
+
+The same ``--seed`` (and ``--batch_size``) gives the same output on CPU.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+from torch.utils.data import DataLoader, Subset
+from tqdm import tqdm
+
+from evaluation.protocol import EvalProtocol, PredictionEvaluator, copy_last_frame_baseline
+from models.latent_space import pseudo_clip
+from tools.checkpoint import CheckpointError, load_checkpoint, load_net_state
+from tools.config import ConfigError
+from tools.datasets import build_dataset
+from tools.distributed import resolve_device
+from tools.experiments.ddpm import DDPMTask, load_latent_space
+from tools.loader import init_worker
+from tools.video_io import frame_strip, to_uint8, write_video
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Sample predicted frames from a second-stage checkpoint; write "
+                                            "GIF/NPY/MP4/PNG and metrics.json (with the copy-last-frame baseline).")
+    p.add_argument("--ckpt", required=True, help="second-stage checkpoint (results/ddpm_.../model_last.pth)")
+    p.add_argument("--data", help="dataset (default: the one the model was trained on)")
+    p.add_argument("--data_path", help="dataset root (default: the training one)")
+    p.add_argument("--split", default="test", choices=["train", "test"])
+    p.add_argument("--num_videos", type=int, default=64)
+    p.add_argument("--num_samples", type=int, default=1, help="samples per video (best-of-N and mean are reported)")
+    p.add_argument("--cond_frames", type=int, help="observed frames (default: the model's)")
+    p.add_argument("--pred_frames", type=int, help="predicted frames (default: one clip; longer rolls out)")
+    p.add_argument("--sampler", choices=["ddpm", "ddim", "dpm"], help="default: the model config's")
+    p.add_argument("--steps", type=int, help="sampling steps (default: the model config's)")
+    p.add_argument("--guidance", type=float, help="classifier-free guidance weight (default: the config's)")
+    p.add_argument("--snap", choices=["on", "off"], help="snap sampled motion to the codebook (default: config)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch_size", type=int, default=8)
+    p.add_argument("--metrics", default="psnr,ssim,lpips,fvd,kvd")
+    p.add_argument("--i3d", help="i3d_torchscript.pt for FVD/KVD (default: $RSVP_I3D or ~/.cache/rsvp/)")
+    p.add_argument("--raw_weights", action="store_true", help="sample with the raw weights instead of the EMA")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--num_workers", type=int, default=0)
+    p.add_argument("--out", required=True)
+    return p
+
+
+class Predictor:
+    """A trained second stage: observed frames -> predicted frames of any length."""
+
+    def __init__(self, task: DDPMTask, net: torch.nn.Module, sample_options: dict) -> None:
+        self.task, self.net, self.options = task, net.eval(), sample_options
+        self.clip = task.space.frames
+
+    @torch.no_grad()
+    def __call__(self, observed: torch.Tensor, pred_frames: int, generator: torch.Generator) -> torch.Tensor:
+        k = observed.shape[2]
+        frames = observed
+        while frames.shape[2] < k + pred_frames:
+            window = frames[:, :, -k:]  # condition on the latest K frames, observed or predicted
+            frames = torch.cat([frames, self.task.predict(self.net, window, generator, **self.options)], dim=2)
+        return frames[:, :, k:k + pred_frames]
+
+
+def load_predictor(args: argparse.Namespace, device: torch.device):
+    try:
+        state = load_checkpoint(args.ckpt)
+    except CheckpointError as err:
+        raise ConfigError(str(err)) from None
+    cfg = OmegaConf.create(state["config"])
+    if "diffusion" not in (cfg.get("model") or {}):
+        raise ConfigError(f"{args.ckpt} is not a second-stage (ddpm) checkpoint")
+    space = load_latent_space(cfg, scale=float(state["task"]["scale"]))
+    task = DDPMTask(cfg, space)
+    task.net.load_state_dict(load_net_state(state, "model", ema=False if args.raw_weights else None))
+    task.space.to(device)
+    task.diffusion.to(device)
+    task.net.to(device)
+    options = {"sampler": args.sampler, "steps": args.steps, "guidance": args.guidance}
+    if args.snap is not None:
+        task.space.snap_to_codebook = args.snap == "on"
+    return cfg, task, Predictor(task, task.net, {k: v for k, v in options.items() if v is not None})
+
+
+def run(args: argparse.Namespace) -> dict:
+    device = resolve_device(args.device)
+    cfg, task, predictor = load_predictor(args, device)
+    k = args.cond_frames if args.cond_frames is not None else int(cfg.model.cond_frames)
+    p = args.pred_frames if args.pred_frames is not None else task.space.frames
+    if k < 1 or p < 1:
+        raise ConfigError("--cond_frames and --pred_frames must be at least 1")
+    if args.num_samples < 1 or args.num_videos < 1:
+        raise ConfigError("--num_samples and --num_videos must be at least 1")
+    data = cfg.data
+    if args.data is not None:
+        data.name = args.data
+        data.path = args.data_path
+    elif args.data_path is not None:
+        data.path = args.data_path
+    data.frames = k + p
+    dataset = build_dataset(data, args.split, cfg.seed)
+    count = min(args.num_videos, len(dataset))
+    loader = DataLoader(Subset(dataset, range(count)), batch_size=args.batch_size, shuffle=False,
+                        num_workers=args.num_workers, worker_init_fn=init_worker)
+
+    out = Path(args.out)
+    (out / "videos").mkdir(parents=True, exist_ok=True)
+    protocol = EvalProtocol(cond_frames=k)
+    model_eval = PredictionEvaluator(args.metrics, protocol, device=device, i3d_path=args.i3d)
+    base_eval = PredictionEvaluator(args.metrics, protocol, device=device, lpips_model=model_eval.lpips_model,
+                                    i3d=model_eval.i3d, i3d_path=args.i3d)
+    strips = []
+    bar = tqdm(total=count * args.num_samples, desc="predicting", unit="sample", dynamic_ncols=True)
+    for batch_index, batch in enumerate(loader):
+        video = batch["video"].to(device)
+        observed, future = video[:, :, :k], video[:, :, k:]
+        names = [f"video{int(i):05d}" for i in batch["index"]]
+        samples = []
+        for s in range(args.num_samples):
+            # One generator per (seed, batch, sample): the output does not depend on other batches.
+            seed = np.random.SeedSequence([args.seed, batch_index, s]).generate_state(1, dtype=np.uint64)[0]
+            generator = torch.Generator().manual_seed(int(seed) % 2**63)
+            samples.append(predictor(observed, p, generator).clamp(-1, 1))
+            bar.update(len(names))
+        samples_t = torch.stack(samples, dim=1)  # [B, N, C, P, H, W]
+        model_eval.update(video, samples_t, names)
+        base_eval.update(video, copy_last_frame_baseline(observed, p)[:, None], names)
+        for i, name in enumerate(names):
+            shown = pseudo_clip(observed[i:i + 1], p)
+            write_video(out / "videos" / f"{name}.gif",
+                        to_uint8(torch.cat([shown, future[i:i + 1], samples_t[i:i + 1, 0]], dim=-1)[0]))
+            for s in range(args.num_samples):
+                frames = to_uint8(samples_t[i, s])
+                write_video(out / "videos" / f"{name}_s{s}.npy", frames)
+                write_video(out / "videos" / f"{name}_s{s}.mp4", frames)
+        strips.append(torch.stack([future, samples_t[:, 0]], dim=1).flatten(0, 1).cpu())
+    bar.close()
+    grid = frame_strip(torch.cat(strips)[: 2 * 16])  # at most 16 videos: truth above prediction
+    write_video(out / "grid.png", grid[None])
+
+    result = {
+        "model": model_eval.compute(),
+        "copy_last_frame": base_eval.compute(),
+        "checkpoint": str(args.ckpt),
+        "settings": {"data": OmegaConf.to_container(data, resolve=True), "split": args.split, "num_videos": count,
+                     "num_samples": args.num_samples, "cond_frames": k, "pred_frames": p,
+                     "rollout_clips": -(-p // task.space.frames), "seed": args.seed, "batch_size": args.batch_size,
+                     "weights": "raw" if args.raw_weights else "ema", "snap_to_codebook": task.space.snap_to_codebook,
+                     **{key: value for key, value in predictor.options.items()}},
+    }
+    (out / "metrics.json").write_text(json.dumps(result, indent=2, default=float))
+    return result
+
+
+def print_summary(result: dict, out: str) -> None:
+    model, base = result["model"]["summary"], result["copy_last_frame"]["summary"]
+    keys = [key for key in model if not key.endswith("_std") and isinstance(model[key], (int, float))]
+    print(f"\n{'metric':<26}{'model':>12}{'copy last frame':>18}")
+    for key in keys:
+        b = base.get(key)
+        print(f"{key:<26}{model[key]:>12.4f}{(f'{b:.4f}' if isinstance(b, (int, float)) else '-'):>18}")
+    skipped = result["model"].get("skipped") or {}
+    if skipped:
+        print(f"left out: {', '.join(skipped)} (reasons in metrics.json)")
+    print(f"\nvideos, grid.png and metrics.json in {out}")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = run(args)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print_summary(result, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
