@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--first_stage_folder", help="run folder of a first-stage model to continue from")
     parser.add_argument("--first_model", help="first-stage checkpoint (.pth)")
     parser.add_argument("--resume", action="store_true", help="continue the run in the existing run folder")
+    parser.add_argument("--auto_resume", action="store_true",
+                        help="continue the run if its folder exists, else start it (for scripts that may re-run)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--out", help="output folder, for experiments that write one (extract)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
@@ -60,6 +62,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if experiment.prepare_config is not None:
             experiment.prepare_config(cfg)
         fresh = not run_dir_for(cfg).exists()
+        if args.auto_resume:
+            args.resume = not fresh
         run_dir = prepare_run_dir(cfg, args.resume) if experiment.uses_run_dir else run_dir_for(cfg)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -79,3 +79,10 @@ def test_flags_override_yaml(tmp_path):
     assert run_main(tmp_path, "--config", str(path), "--seed", "5") == 0
     cfg = CALLS[-1][0]
     assert cfg.seed == 5 and cfg.train.batch_size == 2
+
+
+def test_auto_resume_starts_then_continues(tmp_path):
+    assert run_main(tmp_path, "--id", "auto", "--auto_resume") == 0
+    assert CALLS[-1][2] is False
+    assert run_main(tmp_path, "--id", "auto", "--auto_resume") == 0
+    assert CALLS[-1][2] is True

@@ -1,0 +1,61 @@
+"""A markdown table of validate.py results: one row per run, the copy-last-frame baseline first.
+
+    python scripts/results_table.py NAME=results/validate_s2/metrics.json NAME2=... [--out table.md]
+
+Every number is read from the metrics.json files: nothing is typed by hand.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+COLUMNS = [("psnr", "PSNR ↑"), ("psnr_best_of_n", "PSNR best-of-N ↑"), ("ssim", "SSIM ↑"),
+           ("ssim_best_of_n", "SSIM best-of-N ↑"), ("lpips", "LPIPS ↓"), ("lpips_best_of_n", "LPIPS best-of-N ↓"),
+           ("fvd", "FVD ↓")]
+
+
+def cell(summary: dict, key: str) -> str:
+    value = summary.get(key)
+    return f"{value:.4f}" if isinstance(value, (int, float)) else "–"
+
+
+def table(runs: dict[str, dict]) -> str:
+    first = next(iter(runs.values()))
+    keys = [(k, title) for k, title in COLUMNS if k in first["model"]["summary"]]
+    lines = ["| model | " + " | ".join(title for _, title in keys) + " |",
+             "|---" * (len(keys) + 1) + "|",
+             "| copy last frame (baseline) | " + " | ".join(cell(first["copy_last_frame"]["summary"], k)
+                                                          for k, _ in keys) + " |"]
+    for name, result in runs.items():
+        lines.append(f"| {name} | " + " | ".join(cell(result["model"]["summary"], k) for k, _ in keys) + " |")
+    s = first["settings"]
+    lines.append("")
+    lines.append(f"{s['num_videos']} test videos, {s['num_samples']} samples each, {s['cond_frames']} observed -> "
+                 f"{s['pred_frames']} predicted frames, sampler {s.get('sampler', 'config')} "
+                 f"{s.get('steps', '')} steps, seed {s['seed']}, {s['weights']} weights.")
+    skipped = first["model"].get("skipped") or {}
+    if skipped:
+        lines.append(f"Not computed (weights not on this machine): {', '.join(skipped)}.")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", metavar="NAME=metrics.json")
+    parser.add_argument("--out")
+    args = parser.parse_args(argv)
+    runs = {}
+    for item in args.runs:
+        name, _, path = item.partition("=")
+        runs[name] = json.loads(Path(path).read_text())
+    text = table(runs)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
