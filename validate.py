@@ -11,7 +11,8 @@ conditioning). Written to ``--out``:
 * ``videos/{name}_s{j}.npy`` (uint8 ``[P, H, W, C]``) and ``videos/{name}_s{j}.mp4`` — predicted frames
 * ``grid.png`` — every video: ground-truth frames above predicted frames
 * ``metrics.json`` — PSNR/SSIM/LPIPS (mean over samples and best-of-N), FVD/KVD when the I3D
-  weights are present, the same for the copy-last-frame baseline, and every protocol choice.
+  weights are present, the same for the copy-last-frame baseline and for the first stage's
+  ceiling (observed scene/object decoded with the true future motion), and every choice made.
 
 The same ``--seed`` (and ``--batch_size``) gives the same output on CPU.
 """
@@ -83,6 +84,20 @@ class Predictor:
         return frames[:, :, k:k + pred_frames]
 
 
+@torch.no_grad()
+def first_stage_ceiling(task: DDPMTask, observed: torch.Tensor, future: torch.Tensor) -> torch.Tensor:
+    """Observed scene/object + the true future motion, clip by clip: the best any motion model can do."""
+    clips = []
+    for start in range(0, future.shape[2], task.space.frames):
+        window = torch.cat([observed, future[:, :, :start]], dim=2)[:, :, -observed.shape[2]:]
+        target = future[:, :, start:start + task.space.frames]
+        if target.shape[2] < task.space.frames:  # a last partial clip: pad with its last frame
+            target = pseudo_clip(target, task.space.frames)
+        cond = task.space.condition(window)
+        clips.append(task.space.decode(cond, task.space.target(target)))
+    return torch.cat(clips, dim=2)[:, :, :future.shape[2]]
+
+
 def load_predictor(args: argparse.Namespace, device: torch.device):
     try:
         state = load_checkpoint(args.ckpt)
@@ -128,8 +143,12 @@ def run(args: argparse.Namespace) -> dict:
     (out / "videos").mkdir(parents=True, exist_ok=True)
     protocol = EvalProtocol(cond_frames=k)
     model_eval = PredictionEvaluator(args.metrics, protocol, device=device, i3d_path=args.i3d)
-    base_eval = PredictionEvaluator(args.metrics, protocol, device=device, lpips_model=model_eval.lpips_model,
-                                    i3d=model_eval.i3d, i3d_path=args.i3d)
+    shared = dict(device=device, lpips_model=model_eval.lpips_model, i3d=model_eval.i3d, i3d_path=args.i3d)
+    base_eval = PredictionEvaluator(args.metrics, protocol, **shared)
+    # The first stage's ceiling: the observed scene/object decoded with the TRUE future motion
+    # (a perfect motion predictor). A model cannot beat it; far below the baseline, the first
+    # stage is what limits the predictions.
+    ceiling_eval = PredictionEvaluator(args.metrics, protocol, **shared)
     strips = []
     bar = tqdm(total=count * args.num_samples, desc="predicting", unit="sample", dynamic_ncols=True)
     for batch_index, batch in enumerate(loader):
@@ -146,6 +165,7 @@ def run(args: argparse.Namespace) -> dict:
         samples_t = torch.stack(samples, dim=1)  # [B, N, C, P, H, W]
         model_eval.update(video, samples_t, names)
         base_eval.update(video, copy_last_frame_baseline(observed, p)[:, None], names)
+        ceiling_eval.update(video, first_stage_ceiling(task, observed, future)[:, None], names)
         for i, name in enumerate(names):
             shown = pseudo_clip(observed[i:i + 1], p)
             write_video(out / "videos" / f"{name}.gif",
@@ -162,6 +182,7 @@ def run(args: argparse.Namespace) -> dict:
     result = {
         "model": model_eval.compute(),
         "copy_last_frame": base_eval.compute(),
+        "first_stage_ceiling": ceiling_eval.compute(),
         "checkpoint": str(args.ckpt),
         "settings": {"data": OmegaConf.to_container(data, resolve=True), "split": args.split, "num_videos": count,
                      "num_samples": args.num_samples, "cond_frames": k, "pred_frames": p,
@@ -174,12 +195,13 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def print_summary(result: dict, out: str) -> None:
-    model, base = result["model"]["summary"], result["copy_last_frame"]["summary"]
+    columns = {"model": "model", "copy_last_frame": "copy last frame", "first_stage_ceiling": "first-stage ceiling"}
+    model = result["model"]["summary"]
     keys = [key for key in model if not key.endswith("_std") and isinstance(model[key], (int, float))]
-    print(f"\n{'metric':<26}{'model':>12}{'copy last frame':>18}")
+    print(f"\n{'metric':<26}" + "".join(f"{title:>21}" for title in columns.values()))
     for key in keys:
-        b = base.get(key)
-        print(f"{key:<26}{model[key]:>12.4f}{(f'{b:.4f}' if isinstance(b, (int, float)) else '-'):>18}")
+        values = [result[c]["summary"].get(key) for c in columns]
+        print(f"{key:<26}" + "".join(f"{v:>21.4f}" if isinstance(v, (int, float)) else f"{'-':>21}" for v in values))
     skipped = result["model"].get("skipped") or {}
     if skipped:
         print(f"left out: {', '.join(skipped)} (reasons in metrics.json)")

@@ -30,6 +30,9 @@ def table(runs: dict[str, dict]) -> str:
                                                           for k, _ in keys) + " |"]
     for name, result in runs.items():
         lines.append(f"| {name} | " + " | ".join(cell(result["model"]["summary"], k) for k, _ in keys) + " |")
+    if "first_stage_ceiling" in first:
+        lines.append("| first-stage ceiling (true future motion) | " + " | ".join(
+            cell(first["first_stage_ceiling"]["summary"], k) for k, _ in keys) + " |")
     s = first["settings"]
     lines.append("")
     lines.append(f"{s['num_videos']} test videos, {s['num_samples']} samples each, {s['cond_frames']} observed -> "

@@ -106,7 +106,7 @@ def test_train_py_from_tokens_and_validate_py(first_stage_run, tmp_path):  # noq
     assert validate.main(args) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert {"psnr", "psnr_best_of_n", "ssim"} <= set(metrics["model"]["summary"])
-    assert "psnr" in metrics["copy_last_frame"]["summary"]
+    assert "psnr" in metrics["copy_last_frame"]["summary"] and "psnr" in metrics["first_stage_ceiling"]["summary"]
     assert metrics["settings"]["rollout_clips"] == 2  # 6 predicted frames from 4-frame clips
     names = sorted(p.name for p in (out / "videos").iterdir())
     assert "video00000.gif" in names and "video00000_s1.npy" in names and "video00000_s1.mp4" in names
