@@ -154,9 +154,11 @@ def extract(cfg: DictConfig) -> Path:
         if not todo:
             print(f"[extract] {split}: all {num_shards} shards already done")
             continue
-        bar = tqdm(total=len(todo), desc=f"extract {split}", unit="shard", dynamic_ncols=True)
+        shard_size = int(cfg.model.shard_size)
+        total = sum(len(keys[s * shard_size:(s + 1) * shard_size]) for s in todo)
+        bar = tqdm(total=total, desc=f"extract {split} ({len(todo)} shards)", unit="clip", dynamic_ncols=True)
         for shard in todo:
-            shard_keys = keys[shard * cfg.model.shard_size:(shard + 1) * cfg.model.shard_size]
+            shard_keys = keys[shard * shard_size:(shard + 1) * shard_size]
             loader = DataLoader(KeyedClips(dataset, shard_keys), batch_size=int(cfg.train.batch_size),
                                 num_workers=int(cfg.data.num_workers), worker_init_fn=init_worker,
                                 pin_memory=device.type == "cuda")
@@ -165,11 +167,11 @@ def extract(cfg: DictConfig) -> Path:
                 indices = encode_batch(model, batch["video"].to(device, non_blocking=True), cond_frames)
                 for k in arrays:
                     grids[k].append(indices[k].cpu().numpy().astype(dtype))
+                bar.update(len(batch["video"]))
             for k in arrays:
                 _save_atomic(shard_file(split_dir, k, shard), np.concatenate(grids[k]))
             _save_atomic(shard_file(split_dir, "keys", shard), shard_keys)
             shard_done_path(split_dir, shard).write_text("ok\n")
-            bar.update(1)
         bar.close()
     skipped = {s: len(getattr(d, "skipped", [])) for s, (d, _, _) in splits.items()}
     counts = ", ".join(f"{s}: {m['num_clips']} clips" for s, m in meta["splits"].items())
