@@ -66,3 +66,14 @@ def videos() -> SimpleNamespace:
     ``videos.corrupt(path)``, ``videos.synthetic(T, H, W)`` (the raw frames)."""
     return SimpleNamespace(file=write_test_video, frames=write_frame_folder, corrupt=write_corrupt_video,
                            synthetic=synthetic_frames)
+
+
+@pytest.fixture(scope="session")
+def first_stage_run(tmp_path_factory):
+    """A tiny first-stage run (4 steps), shared by the first- and second-stage tests."""
+    import main
+    from tiny_configs import TINY
+
+    results = tmp_path_factory.mktemp("results")
+    assert main.main(["--exp", "first_stage", "--id", "tiny", f"results_dir={results}", "train.max_steps=4", *TINY]) == 0
+    return results / "first_stage_tiny_shapes_42"

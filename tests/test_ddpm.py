@@ -6,7 +6,6 @@ import torch
 from omegaconf import OmegaConf
 
 import main
-from tests.test_first_stage import first_stage_run  # noqa: F401  (the shared tiny first stage)
 from tools.checkpoint import load_checkpoint
 
 TINY_DDPM = [
@@ -30,7 +29,7 @@ def losses(run_dir):
             if "loss" in r]
 
 
-def test_ddpm_trains_samples_and_resumes_exactly(first_stage_run, tmp_path):  # noqa: F811
+def test_ddpm_trains_samples_and_resumes_exactly(first_stage_run, tmp_path):
     assert main.main(ddpm_args(first_stage_run, tmp_path, "--id", "full", "train.max_steps=4")) == 0
     assert main.main(ddpm_args(first_stage_run, tmp_path, "--id", "split", "train.max_steps=2")) == 0
     assert main.main(ddpm_args(first_stage_run, tmp_path, "--id", "split", "train.max_steps=4", "--resume")) == 0
@@ -47,13 +46,13 @@ def test_ddpm_trains_samples_and_resumes_exactly(first_stage_run, tmp_path):  # 
 
 
 @pytest.mark.parametrize("net", ["rsvp_s1", "rsvp_m"])
-def test_variants_train_through_the_same_command(first_stage_run, tmp_path, net):  # noqa: F811
+def test_variants_train_through_the_same_command(first_stage_run, tmp_path, net):
     assert main.main(ddpm_args(first_stage_run, tmp_path, "--id", net, f"model.net={net}", "train.max_steps=1",
                                "train.sample_every=0")) == 0
     assert len(losses(tmp_path / f"ddpm_{net}_shapes_42")) == 1
 
 
-def test_no_future_leakage(first_stage_run):  # noqa: F811
+def test_no_future_leakage(first_stage_run):
     """Frames after the observed ones change neither the condition nor (fixed seed) the prediction."""
     from tools.config import RunConfig, build_config
     from tools.datasets import build_dataset
@@ -87,7 +86,7 @@ def test_no_future_leakage(first_stage_run):  # noqa: F811
     assert not torch.equal(task.predict(net, obs_a, torch.Generator().manual_seed(6)), pred_a)
 
 
-def test_train_py_from_tokens_and_validate_py(first_stage_run, tmp_path):  # noqa: F811
+def test_train_py_from_tokens_and_validate_py(first_stage_run, tmp_path):
     import train
     import validate
 

@@ -7,7 +7,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 from measure_memory import measure  # noqa: E402
 
-from tests.test_first_stage import TINY  # noqa: E402
+from tiny_configs import TINY  # noqa: E402
 
 CONFIG = "configs/first_stage/moso_shapes64.yaml"
 SMALL = [o for o in TINY if not o.startswith("train.batch_size")] + ["model.vqvae.dead_code_threshold=0"]
