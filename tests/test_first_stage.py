@@ -24,6 +24,7 @@ def test_first_stage_run_writes_everything(first_stage_run):
     evals = [r for r in records if "eval/psnr" in r]
     assert evals and all(np.isfinite(r["eval/psnr"]) and 0 <= r["eval/ssim"] <= 1 for r in evals)
     assert all("codebook/perplexity" in r and "decomp/swap_iou_motion_src" in r for r in evals)
+    assert all(r["decomp/motion_sensitivity_psnr"] > 0 for r in evals)
     assert any("lpips" in r for r in records)
     samples = {p.name.rsplit("_", 1)[0] for p in (run / "samples").glob("*.gif")}
     assert {"recon", "decomposition"} <= samples

@@ -4,6 +4,10 @@ Pictures (one GIF, left to right): input | reconstruction | scene only (merge ga
 scene) | objects only (gate forced to the objects) | this clip's scene and objects moved by the
 *next* clip's motion.
 
+``decomp/motion_sensitivity_psnr`` — PSNR between the reconstruction and the decoding of the same
+scene and objects with *random* codebook motion. High values (above ~40 dB) mean the decoder
+ignores its motion tokens: no second stage that predicts motion can then change the frames.
+
 Numbers, when the data provides ground truth (the built-in ``shapes`` data does):
 
 * ``decomp/scene_bg_psnr`` vs ``decomp/recon_bg_psnr`` — PSNR against the true, sprite-free
@@ -47,6 +51,13 @@ def decomposition_report(model, batch: dict, device: torch.device) -> dict[str, 
     out: dict[str, torch.Tensor] = {
         "decomposition": torch.cat([video, recon, scene_only, objects_only, swapped], dim=-1),
     }
+    # Does the decoder use its motion tokens at all? Decode with random codebook motion instead.
+    b, _, t, h, w = codes["motion"].shape
+    motion_ids = torch.randint(0, model.codebook_size, (b, t, h, w), generator=torch.Generator().manual_seed(0))
+    motion_ids = motion_ids.to(device)
+    random_motion = model.codes_from_indices({"motion": motion_ids})["motion"]
+    out["decomp/motion_sensitivity_psnr"] = psnr_per_frame(
+        model.decode({**codes, "motion": random_motion}).clamp(-1, 1), recon).mean()
     reference = scene_only
     if "background" in batch:
         background = repeat(batch["background"].to(device), "b c h w -> b c t h w", t=video.shape[2])
