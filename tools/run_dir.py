@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from tools.config import ConfigError, config_diff, save_config
+from tools.config import ConfigError, save_config
 
 
 class RunDirError(ConfigError):
@@ -32,23 +31,17 @@ def prepare_run_dir(cfg: DictConfig, resume: bool) -> Path:
     run_dir = run_dir_for(cfg)
     if not is_main_process():
         return run_dir
-    config_path = run_dir / "config.yaml"
     if resume:
+        # What changed since the checkpoint is logged by the Trainer when it resumes.
         if not run_dir.is_dir():
             raise RunDirError(f"--resume given, but there is no run folder {run_dir} to resume.")
-        if config_path.is_file():
-            changed = config_diff(OmegaConf.load(config_path), cfg)
-            if changed:
-                lines = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
-                warnings.warn(f"Resuming {run_dir} with a changed config ({lines}); the new values are used.",
-                              stacklevel=2)
     elif run_dir.exists():
         raise RunDirError(
             f"Run folder {run_dir} already exists. Add --resume to continue that run, "
             f"or pass a new --id (e.g. --id {cfg.id}2) to start another one."
         )
     run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, config_path)
+    save_config(cfg, run_dir / "config.yaml")
     return run_dir
 
 
