@@ -28,3 +28,4 @@ def test_activation_memory_is_linear_in_batch():
     assert per_clip > 0
     # Three more clips cost about three times one more clip (where the peak falls shifts a little).
     assert 2 * per_clip < peak[4] - peak[1] < 4 * per_clip
+
