@@ -64,8 +64,12 @@ class SemanticLatentSpace(nn.Module):
     @torch.no_grad()
     def fit_scale(self, clips: list[torch.Tensor]) -> float:
         """Set the scale to the standard deviation of all code values of ``clips``; returns it."""
-        values = torch.cat([v.flatten() for clip in clips for v in self.codes(clip).values()]).double()
-        self.scale.fill_(float(values.std()))
+        return self.fit_scale_to_codes([v for clip in clips for v in self.codes(clip).values()])
+
+    @torch.no_grad()
+    def fit_scale_to_codes(self, codes: list[torch.Tensor]) -> float:
+        """Set the scale to the standard deviation of the values of unscaled ``codes``; returns it."""
+        self.scale.fill_(float(torch.cat([v.flatten() for v in codes]).double().std()))
         return float(self.scale)
 
     @torch.no_grad()

@@ -1,7 +1,7 @@
 """DataLoaders whose sample order depends only on (seed, step), so a resumed run sees the same data."""
 from __future__ import annotations
 
-from typing import Iterator, Sized
+from typing import Iterator
 
 import numpy as np
 import torch

@@ -21,12 +21,12 @@ from einops import rearrange
 from torch import nn
 
 from models import register_model
-from models.unets.common import ConditionedTimeEmbedding, check_inputs, keep_where, parse_latent_shapes
-from models.unets.config import RSVPMConfig, coerce_config
+from models.unets.common import check_inputs, keep_where
+from models.unets.config import RSVPMConfig
 from models.unets.layers import (CrossAttention, Downsample, JointAttention, ResBlock, conv_nd, fourier_positions,
                                  group_norm, zero_)
 from models.unets.rsvp_s2 import check_kernel
-from models.unets.trunk import StreamUNet, check_spatial_ladder, level_widths
+from models.unets.trunk import StreamUNet, setup_denoiser
 
 CONTEXT_STREAMS = ("scene", "object")
 
@@ -89,16 +89,9 @@ class RSVPMUNet(nn.Module):
     def __init__(self, cfg: RSVPMConfig | Mapping, code_dim: int,
                  latent_shapes: Mapping[str, tuple[int, int, int]]) -> None:
         super().__init__()
-        cfg = coerce_config(cfg, RSVPMConfig)
-        self.cfg, self.code_dim = cfg, int(code_dim)
-        self.latent_shapes = shapes = parse_latent_shapes(latent_shapes)
-        widths = level_widths(cfg)
+        cfg, shapes, widths, emb_dim = setup_denoiser(self, cfg, RSVPMConfig, code_dim, latent_shapes)
         frames, hm, wm = shapes["motion"]
-        check_spatial_ladder("motion", hm, wm, len(widths))
         kernel = check_kernel("motion_kernel", cfg.motion_kernel, 3)
-        emb_dim = cfg.time_embed_dim or 4 * cfg.channels
-
-        self.embed = ConditionedTimeEmbedding(cfg.channels, emb_dim)
         d, c0 = self.code_dim, widths[0]
         self.stem = conv_nd(d + 1, c0, kernel)  # [observed ; x_t] along time, + the known-frame mask
         self.context = ContextEncoder(d, cfg.context_channels, cfg.context_blocks, cfg.context_max_size,

@@ -23,10 +23,10 @@ from einops import rearrange, repeat
 from torch import nn
 
 from models import register_model
-from models.unets.common import ConditionedTimeEmbedding, check_inputs, keep_where, parse_latent_shapes
-from models.unets.config import RSVPS1Config, coerce_config
+from models.unets.common import check_inputs, keep_where
+from models.unets.config import RSVPS1Config
 from models.unets.layers import JointAttention, conv_nd, fourier_positions, group_norm, zero_
-from models.unets.trunk import StreamUNet, check_spatial_ladder, level_widths
+from models.unets.trunk import StreamUNet, setup_denoiser
 
 KERNEL = (3, 3)
 
@@ -38,15 +38,8 @@ class RSVPS1UNet(nn.Module):
     def __init__(self, cfg: RSVPS1Config | Mapping, code_dim: int,
                  latent_shapes: Mapping[str, tuple[int, int, int]]) -> None:
         super().__init__()
-        cfg = coerce_config(cfg, RSVPS1Config)
-        self.cfg, self.code_dim = cfg, int(code_dim)
-        self.latent_shapes = shapes = parse_latent_shapes(latent_shapes)
-        widths = level_widths(cfg)
+        cfg, shapes, widths, emb_dim = setup_denoiser(self, cfg, RSVPS1Config, code_dim, latent_shapes)
         frames, hm, wm = shapes["motion"]
-        check_spatial_ladder("motion", hm, wm, len(widths))
-        emb_dim = cfg.time_embed_dim or 4 * cfg.channels
-
-        self.embed = ConditionedTimeEmbedding(cfg.channels, emb_dim)
         self.frame_embed = nn.Embedding(frames, emb_dim) if cfg.frame_embed else None
         if self.frame_embed is not None:
             nn.init.zeros_(self.frame_embed.weight)

@@ -27,10 +27,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from models import register_model
-from models.unets.common import STREAMS, ConditionedTimeEmbedding, check_inputs, keep_where, parse_latent_shapes
-from models.unets.config import RSVPS2Config, coerce_config
+from models.unets.common import STREAMS, check_inputs, keep_where
+from models.unets.config import RSVPS2Config
 from models.unets.layers import JointAttention, conv_nd, fourier_positions, group_norm, zero_
-from models.unets.trunk import StreamUNet, check_spatial_ladder, level_widths
+from models.unets.trunk import StreamUNet, setup_denoiser
 
 
 def check_kernel(name: str, kernel: list[int], dims: int) -> tuple[int, ...]:
@@ -47,18 +47,10 @@ class RSVPS2UNet(nn.Module):
     def __init__(self, cfg: RSVPS2Config | Mapping, code_dim: int,
                  latent_shapes: Mapping[str, tuple[int, int, int]]) -> None:
         super().__init__()
-        cfg = coerce_config(cfg, RSVPS2Config)
-        self.cfg, self.code_dim = cfg, int(code_dim)
-        self.latent_shapes = shapes = parse_latent_shapes(latent_shapes)
-        widths = level_widths(cfg)
-        for s in STREAMS:
-            check_spatial_ladder(s, shapes[s][1], shapes[s][2], len(widths))
+        cfg, shapes, widths, emb_dim = setup_denoiser(self, cfg, RSVPS2Config, code_dim, latent_shapes, STREAMS)
         motion_k = check_kernel("motion_kernel", cfg.motion_kernel, 3)
         static_k = check_kernel("static_kernel", cfg.static_kernel, 3)
         kernels = {"scene": static_k, "object": static_k, "motion": motion_k}
-        emb_dim = cfg.time_embed_dim or 4 * cfg.channels
-
-        self.embed = ConditionedTimeEmbedding(cfg.channels, emb_dim)
         d, c0 = self.code_dim, widths[0]
         self.stems = nn.ModuleDict({
             "scene": conv_nd(d, c0, static_k),

@@ -19,7 +19,8 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from models.unets.config import UNetConfig
+from models.unets.common import ConditionedTimeEmbedding, parse_latent_shapes
+from models.unets.config import UNetConfig, coerce_config
 from models.unets.layers import Downsample, ResBlock, Upsample
 
 # make_attention(level, channels, query_streams) -> module with forward(h: dict, **attn_kwargs) -> dict
@@ -132,3 +133,19 @@ class StreamUNet(nn.Module):
             else:
                 h = {s: block[s](h[s]) for s in active}
         return h[self.out_stream]
+
+
+def setup_denoiser(net: nn.Module, cfg: Any, config_cls: type, code_dim: int,
+                   latent_shapes: Mapping[str, tuple[int, ...]], ladder_streams: tuple[str, ...] = ("motion",)
+                   ) -> tuple[Any, dict[str, tuple[int, int, int]], list[int], int]:
+    """What every denoiser's constructor starts with: the typed config, checked latent shapes, the
+    level widths and the timestep embedding (``net.embed``). Returns ``(cfg, shapes, widths, emb_dim)``."""
+    cfg = coerce_config(cfg, config_cls)
+    net.cfg, net.code_dim = cfg, int(code_dim)
+    net.latent_shapes = shapes = parse_latent_shapes(latent_shapes)
+    widths = level_widths(cfg)
+    for stream in ladder_streams:
+        check_spatial_ladder(stream, shapes[stream][1], shapes[stream][2], len(widths))
+    emb_dim = cfg.time_embed_dim or 4 * cfg.channels
+    net.embed = ConditionedTimeEmbedding(cfg.channels, emb_dim)
+    return cfg, shapes, widths, emb_dim

@@ -175,9 +175,7 @@ def fit_scale(space: SemanticLatentSpace, cfg: DictConfig, train) -> float:
         return space.fit_scale(clips)
     codes = space.first_stage.codes_from_indices({k: batch[f"cond_{k}"] for k in ("scene", "object", "motion")})
     codes["future"] = space.first_stage.codes_from_indices({"motion": batch["future_motion"]})["motion"]
-    values = torch.cat([v.flatten() for v in codes.values()]).double()
-    space.scale.fill_(float(values.std()))
-    return float(space.scale)
+    return space.fit_scale_to_codes(list(codes.values()))
 
 
 def token_dataset(cfg: DictConfig) -> TokenDataset:
