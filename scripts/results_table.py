@@ -14,6 +14,8 @@ from pathlib import Path
 COLUMNS = [("psnr", "PSNR ↑"), ("psnr_best_of_n", "PSNR best-of-N ↑"), ("ssim", "SSIM ↑"),
            ("ssim_best_of_n", "SSIM best-of-N ↑"), ("lpips", "LPIPS ↓"), ("lpips_best_of_n", "LPIPS best-of-N ↓"),
            ("fvd", "FVD ↓")]
+# Shown even when not computed (as "–", with the reason below the table).
+ALWAYS = {"psnr", "ssim", "lpips"}
 
 
 def cell(summary: dict, key: str) -> str:
@@ -23,7 +25,7 @@ def cell(summary: dict, key: str) -> str:
 
 def table(runs: dict[str, dict]) -> str:
     first = next(iter(runs.values()))
-    keys = [(k, title) for k, title in COLUMNS if k in first["model"]["summary"]]
+    keys = [(k, title) for k, title in COLUMNS if k in first["model"]["summary"] or k in ALWAYS]
     lines = ["| model | " + " | ".join(title for _, title in keys) + " |",
              "|---" * (len(keys) + 1) + "|",
              "| copy last frame (baseline) | " + " | ".join(cell(first["copy_last_frame"]["summary"], k)

@@ -6,7 +6,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from omegaconf import DictConfig
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
+
+from tools.config import ConfigError
+from tools.datasets import build_dataset
 
 from tools.distributed import cleanup, init_distributed
 from tools.seeding import seed_everything
@@ -37,3 +40,13 @@ def run_training(make_task: Callable[[Any], TrainTask], cfg: DictConfig, run_dir
         return 1
     finally:
         cleanup()
+
+
+def held_out_batch(cfg: DictConfig) -> dict:
+    """The first ``model.eval_clips`` test clips, shown and scored at every sample step."""
+    count = int(cfg.model.eval_clips)
+    if count < 1:
+        raise ConfigError(f"model.eval_clips must be at least 1 (got {count}); "
+                          "raise train.sample_every to sample less often")
+    test = build_dataset(cfg.data, "test", cfg.seed)
+    return default_collate([test[i] for i in range(min(len(test), count))])

@@ -29,7 +29,7 @@ from models.unets.config import DenoiserConfig
 from tools.checkpoint import CheckpointError, load_checkpoint
 from tools.config import ConfigError
 from tools.datasets import build_dataset
-from tools.experiments.common import run_training
+from tools.experiments.common import held_out_batch, run_training
 from tools.experiments.first_stage import load_first_stage
 from tools.registry import Experiment, register_experiment
 from tools.tokens import TokenDataset, read_meta
@@ -159,12 +159,6 @@ class DDPMTask(TrainTask):
         }
 
 
-def eval_batch(cfg: DictConfig) -> dict:
-    test = build_dataset(cfg.data, "test", cfg.seed)
-    n = min(len(test), int(cfg.model.eval_clips))
-    return default_collate([test[i] for i in range(n)])
-
-
 def fit_scale(space: SemanticLatentSpace, cfg: DictConfig, train) -> float:
     """The latent scale factor from ``model.scale_clips`` training clips (their future halves)."""
     n = min(len(train), int(cfg.model.scale_clips))
@@ -201,7 +195,7 @@ def run_ddpm(cfg: DictConfig, run_dir: Path, resume: bool) -> int:
     if not resume:
         scale = fit_scale(space, cfg, train)
         print(f"[ddpm] latent scale factor {scale:.4f} (std of the code values of {min(len(train), cfg.model.scale_clips)} clips)")
-    sample = eval_batch(cfg)
+    sample = held_out_batch(cfg)
     return run_training(lambda device: DDPMTask(cfg, space), cfg, run_dir, resume, train, sample_batch=sample)
 
 

@@ -13,7 +13,6 @@ from typing import Any, Optional
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
-from torch.utils.data import default_collate
 
 from evaluation.frame_metrics import psnr_per_frame, ssim_per_frame
 from losses.adversarial import adaptive_generator_weight, hinge_d_loss, hinge_g_loss
@@ -24,7 +23,7 @@ from models.moso import MosoConfig, MosoVQVAE
 from tools.checkpoint import CheckpointError, last_checkpoint_path, load_checkpoint, load_net_state
 from tools.config import ConfigError, OptimConfig
 from tools.datasets import build_dataset
-from tools.experiments.common import run_training
+from tools.experiments.common import held_out_batch, run_training
 from tools.experiments.decomposition import decomposition_report
 from tools.registry import Experiment, register_experiment
 from tools.trainer import StepContext, TrainTask, build_optimizer
@@ -163,12 +162,6 @@ class FirstStageTask(TrainTask):
         return results
 
 
-def _eval_batch(cfg: DictConfig) -> dict:
-    test = build_dataset(cfg.data, "test", cfg.seed)
-    n = min(len(test), int(cfg.model.eval_clips))
-    return default_collate([test[i] for i in range(n)])
-
-
 def _initial_weights(cfg: DictConfig) -> tuple[dict, int]:
     """The first-stage weights a GAN run starts from, and how many steps they were trained for."""
     if cfg.first_model:
@@ -194,7 +187,7 @@ def _initial_weights(cfg: DictConfig) -> tuple[dict, int]:
 def _run(cfg: DictConfig, run_dir: Path, resume: bool, adversarial: bool) -> int:
     try:
         train = build_dataset(cfg.data, "train", cfg.seed)
-        eval_batch = _eval_batch(cfg)
+        eval_batch = held_out_batch(cfg)
         init, offset = _initial_weights(cfg) if adversarial and not resume else (None, 0)
     except (ConfigError, CheckpointError) as err:
         raise ConfigError(str(err)) from None

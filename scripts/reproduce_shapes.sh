@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Reproduce docs/RESULTS.md: the whole pipeline on the built-in `shapes` data at 32x32
+# (4 observed -> 8 predicted frames), then RSVP-S2, RSVP-S1 and RSVP-M trained at equal budget
+# on the same tokens and validated under one protocol beside the copy-last-frame baseline.
+#   bash scripts/reproduce_shapes.sh            # about 1.5 hours on 2 CPU cores; minutes on a GPU
+# Settings (environment): OUT (results/reproduce_shapes), FS_STEPS, GAN_STEPS, NUM_TRAIN, STEPS
+# (DDPM steps per variant), NUM_VIDEOS, NUM_SAMPLES, DEVICE, DOC (docs/RESULTS.md).
+# Re-running reuses finished stages and resumes an interrupted one.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh"
+export OUT=${OUT:-results/reproduce_shapes}
+FS_STEPS=${FS_STEPS:-3000}; GAN_STEPS=${GAN_STEPS:-300}; DEVICE=${DEVICE:-auto}; DOC=${DOC:-docs/RESULTS.md}
+export NUM_TRAIN=${NUM_TRAIN:-4000} STEPS=${STEPS:-3000} NUM_VIDEOS=${NUM_VIDEOS:-128} NUM_SAMPLES=${NUM_SAMPLES:-4}
+export DEVICE DATA=shapes RES=32 BATCH=16 LR=5e-4 K=4
+common=(--id reproduce --device "$DEVICE" --auto_resume results_dir="$OUT")
+mkdir -p "$OUT"
+t0=$SECONDS
+python main.py --exp first_stage --config configs/first_stage/moso_shapes32.yaml "${common[@]}" train.max_steps="$FS_STEPS"
+echo "first stage $((SECONDS - t0))" >> "$OUT/stage_times.txt"; t0=$SECONDS
+python main.py --exp gan --config configs/first_stage/moso_shapes32_gan.yaml "${common[@]}" \
+    --first_stage_folder "$OUT/first_stage_reproduce_shapes_42" train.max_steps="$GAN_STEPS" train.ckpt_every=100
+echo "GAN fine-tune $((SECONDS - t0))" >> "$OUT/stage_times.txt"
+FIRST_MODEL="$OUT/gan_reproduce_shapes_42/model_last.pth" bash scripts/compare_variants.sh
+python scripts/motion_sensitivity.py --first_model "$OUT/gan_reproduce_shapes_42/model_last.pth" | tee "$OUT/motion_sensitivity.txt"
+python scripts/write_results.py "RSVP-S2=$OUT/validate_s2/metrics.json" "RSVP-S1=$OUT/validate_s1/metrics.json" \
+    "RSVP-M=$OUT/validate_m/metrics.json" --out "$DOC" --stage_times "$OUT/stage_times.txt" \
+    --first_stage "$OUT/first_stage_reproduce_shapes_42" "$OUT/gan_reproduce_shapes_42" \
+    --command "FS_STEPS=$FS_STEPS GAN_STEPS=$GAN_STEPS NUM_TRAIN=$NUM_TRAIN STEPS=$STEPS NUM_VIDEOS=$NUM_VIDEOS NUM_SAMPLES=$NUM_SAMPLES bash scripts/reproduce_shapes.sh"

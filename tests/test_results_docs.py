@@ -1,0 +1,80 @@
+"""The results table and document are computed from metrics.json files and run folders."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from scripts.results_table import table
+from scripts.write_results import comparisons, main as write_results_main, training_budget
+
+
+def _metrics(run_dir: Path, psnr: float, base_psnr: float, ceiling_psnr: float) -> dict:
+    summary = lambda p, s: {"psnr": p, "psnr_best_of_n": p + 0.5, "ssim": s, "ssim_best_of_n": s + 0.01}  # noqa: E731
+    return {
+        "model": {"summary": summary(psnr, 0.6), "skipped": {"lpips": "no weights"}},
+        "copy_last_frame": {"summary": summary(base_psnr, 0.7)},
+        "first_stage_ceiling": {"summary": summary(ceiling_psnr, 0.65)},
+        "checkpoint": str(run_dir / "model_last.pth"),
+        "settings": {"num_videos": 8, "num_samples": 2, "cond_frames": 4, "pred_frames": 8, "sampler": "dpm",
+                     "steps": 20, "seed": 0, "weights": "ema"},
+    }
+
+
+def _run_dir(tmp_path: Path, name: str, step_seconds: float) -> Path:
+    run = tmp_path / name
+    run.mkdir()
+    (run / "log.txt").write_text("[t] training model (1,234 parameters) on cpu x1, precision auto, "
+                                 "batch 16/process, steps 0 -> 100, run dir x\n")
+    lines = [{"step": s, "loss": 1.0, "time/step": step_seconds} for s in (50, 100)] + [{"step": 100, "eval/psnr": 1}]
+    (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in lines) + "\n")
+    return run
+
+
+def test_table_has_baseline_ceiling_and_lpips_column(tmp_path):
+    runs = {"A": _metrics(tmp_path, 20.0, 19.0, 21.0)}
+    text = table(runs)
+    assert "| copy last frame (baseline) | 19.0000 |" in text
+    assert "| A | 20.0000 | 20.5000 |" in text
+    assert "| first-stage ceiling (true future motion) | 21.0000 |" in text
+    assert "LPIPS ↓" in text and "Not computed (weights not on this machine): lpips" in text
+
+
+def test_comparisons_follow_the_numbers(tmp_path):
+    better = comparisons({"A": _metrics(tmp_path, 20.0, 19.0, 21.0), "B": _metrics(tmp_path, 19.5, 19.0, 21.0)})
+    assert "best model A 20.0000, better than copying the last frame (19.0000) by 1.0000" in better[0]
+    assert "above the baseline" in better[-1]
+    worse = comparisons({"A": _metrics(tmp_path, 18.0, 19.0, 18.5)})
+    assert "worse than copying the last frame" in worse[0] and "below the baseline" in worse[-1]
+
+
+def test_training_budget_sums_step_times(tmp_path):
+    budget = training_budget(_run_dir(tmp_path, "run", step_seconds=0.6))
+    assert budget["steps"] == 100 and budget["parameters"] == "1,234" and budget["batch"] == "16"
+    assert abs(budget["train_minutes"] - 1.0) < 1e-9  # 100 steps x 0.6 s
+
+
+def test_write_results_document(tmp_path):
+    run = _run_dir(tmp_path, "ddpm_run", step_seconds=0.3)
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps(_metrics(run, 20.0, 19.0, 21.0)))
+    times = tmp_path / "times.txt"
+    times.write_text("first stage 120\ntrain RSVP-S2 60\n")
+    out = tmp_path / "RESULTS.md"
+    assert write_results_main([f"RSVP-S2={metrics}", "--out", str(out), "--command", "bash x.sh",
+                               "--stage_times", str(times)]) == 0
+    text = out.read_text()
+    assert "`bash x.sh`" in text and "| RSVP-S2 | 20.0000 |" in text
+    assert "| first stage | 2.0 |" in text and f"| `{run}` | 1,234 | 16 | 100 | 0.5 |" in text
+    assert "- Machine: " in text and "cores" in text
+
+
+def test_readme_block_is_replaced_and_the_rest_kept(tmp_path):
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps(_metrics(tmp_path, 20.0, 19.0, 21.0)))
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- results:start -->\nold table\n<!-- results:end -->\noutro\n")
+    assert write_results_main([f"RSVP-S2={metrics}", "--out", str(tmp_path / "R.md"), "--command", "c",
+                               "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert text.startswith("intro\n<!-- results:start -->") and text.endswith("<!-- results:end -->\noutro\n")
+    assert "old table" not in text and "| RSVP-S2 | 20.0000 |" in text
