@@ -55,10 +55,12 @@ else
       --num_samples "$NUM_SAMPLES" --sampler dpm --steps 20 --seed 0 --device "$DEVICE"
 fi
 
+python scripts/readme_figure.py "$validate_dir" --out "$OUT/overview.gif"
+
 stage "done"
 python scripts/results_table.py "RSVP-S2 (quickstart)=$validate_dir/metrics.json"
 cat <<EOF
-Predicted videos (observed | truth | prediction): $validate_dir/videos/*.gif
+Predicted videos (observed | truth | prediction): $validate_dir/videos/*.gif  (a few in $OUT/overview.gif)
 Overview grid: $validate_dir/grid.png      Metrics: $validate_dir/metrics.json
 Training logs: $first_stage_dir, $gan_dir, $ddpm_dir (tensorboard --logdir $OUT)
 Total time: $(((SECONDS - start) / 60)) min $(((SECONDS - start) % 60)) s (without the set-up)

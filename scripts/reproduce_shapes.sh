@@ -2,15 +2,15 @@
 # Reproduce docs/RESULTS.md: the whole pipeline on the built-in `shapes` data at 32x32
 # (4 observed -> 8 predicted frames), then RSVP-S2, RSVP-S1 and RSVP-M trained at equal budget
 # on the same tokens and validated under one protocol beside the copy-last-frame baseline.
-#   bash scripts/reproduce_shapes.sh            # about 1.5 hours on 2 CPU cores; minutes on a GPU
+#   bash scripts/reproduce_shapes.sh            # about an hour on 2 quiet CPU cores; minutes on a GPU
 # Settings (environment): OUT (results/reproduce_shapes), FS_STEPS, GAN_STEPS, NUM_TRAIN, STEPS
 # (DDPM steps per variant), NUM_VIDEOS, NUM_SAMPLES, DEVICE, DOC (docs/RESULTS.md).
 # Re-running reuses finished stages and resumes an interrupted one.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh"
 export OUT=${OUT:-results/reproduce_shapes}
-FS_STEPS=${FS_STEPS:-3000}; GAN_STEPS=${GAN_STEPS:-300}; DEVICE=${DEVICE:-auto}; DOC=${DOC:-docs/RESULTS.md}
-export NUM_TRAIN=${NUM_TRAIN:-4000} STEPS=${STEPS:-3000} NUM_VIDEOS=${NUM_VIDEOS:-128} NUM_SAMPLES=${NUM_SAMPLES:-4}
+FS_STEPS=${FS_STEPS:-2000}; GAN_STEPS=${GAN_STEPS:-200}; DEVICE=${DEVICE:-auto}; DOC=${DOC:-docs/RESULTS.md}
+export NUM_TRAIN=${NUM_TRAIN:-2000} STEPS=${STEPS:-2000} NUM_VIDEOS=${NUM_VIDEOS:-128} NUM_SAMPLES=${NUM_SAMPLES:-4}
 export DEVICE DATA=shapes RES=32 BATCH=16 LR=5e-4 K=4
 common=(--id reproduce --device "$DEVICE" --auto_resume results_dir="$OUT")
 mkdir -p "$OUT"

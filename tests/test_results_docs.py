@@ -78,3 +78,25 @@ def test_readme_block_is_replaced_and_the_rest_kept(tmp_path):
     text = readme.read_text()
     assert text.startswith("intro\n<!-- results:start -->") and text.endswith("<!-- results:end -->\noutro\n")
     assert "old table" not in text and "| RSVP-S2 | 20.0000 |" in text
+
+
+def test_readme_figure_stacks_videos_and_enforces_the_size_budget(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from scripts.readme_figure import main as figure_main
+    from tools.video_io import write_video
+
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        write_video(tmp_path / "videos" / f"video{i:05d}.gif", rng.integers(0, 255, (5, 16, 48, 3), dtype=np.uint8))
+    out = tmp_path / "fig.gif"
+    assert figure_main([str(tmp_path), "--out", str(out), "--videos", "2", "--scale", "2"]) == 0
+    with Image.open(out) as gif:
+        assert gif.n_frames == 5
+        # two 16-pixel rows and a 2-pixel gap, doubled, under the 12-pixel header
+        assert gif.size == (96, 12 + 2 * (16 + 2 + 16))
+    import pytest
+    with pytest.raises(SystemExit, match="KB"):
+        figure_main([str(tmp_path), "--out", str(tmp_path / "big.gif"), "--scale", "8", "--max_kb", "1"])
+    assert not (tmp_path / "big.gif").exists()
