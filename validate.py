@@ -9,12 +9,16 @@ conditioning). Written to ``--out``:
 
 * ``videos/{name}.gif`` — observed (last frame held) | ground truth | prediction (sample 0)
 * ``videos/{name}_s{j}.npy`` (uint8 ``[P, H, W, C]``) and ``videos/{name}_s{j}.mp4`` — predicted frames
-* ``grid.png`` — every video: ground-truth frames above predicted frames
+* ``grid.png`` — the first 16 videos: ground-truth frames above predicted frames
 * ``metrics.json`` — PSNR/SSIM/LPIPS (mean over samples and best-of-N), FVD/KVD when the I3D
   weights are present, the same for the copy-last-frame baseline and for the first stage's
   ceiling (observed scene/object decoded with the true future motion), and every choice made.
 
-The same ``--seed`` (and ``--batch_size``) gives the same output on CPU.
+The same ``--seed`` (and ``--batch_size``) gives the same output on CPU, with any number of
+processes: ``torchrun --nproc_per_node N validate.py ...`` splits the batches over N processes
+(batch ``i`` to rank ``i mod N``), each writes its videos, and rank 0 gathers the per-video
+metrics and I3D features and writes the one ``grid.png`` and ``metrics.json``
+(docs/DISTRIBUTED.md).
 """
 from __future__ import annotations
 
@@ -35,7 +39,7 @@ from models.latent_space import pseudo_clip
 from tools.checkpoint import CheckpointError, load_checkpoint, load_net_state
 from tools.config import ConfigError
 from tools.datasets import build_dataset
-from tools.distributed import resolve_device
+from tools.distributed import DistInfo, broadcast_object, gather_objects, process_group
 from tools.experiments.ddpm import DDPMTask, load_latent_space
 from tools.loader import init_worker
 from tools.video_io import frame_strip, to_uint8, write_video
@@ -118,8 +122,42 @@ def load_predictor(args: argparse.Namespace, device: torch.device):
     return cfg, task, Predictor(task, task.net, {k: v for k, v in options.items() if v is not None})
 
 
+GRID_VIDEOS = 16  # grid.png shows the first videos only
+
+
+def shard_batches(count: int, batch_size: int, rank: int = 0, world_size: int = 1) -> list[tuple[int, list[int]]]:
+    """The batches of one pass over videos ``0 .. count-1`` that rank ``rank`` of ``world_size`` evaluates.
+
+    Batch ``i`` always holds videos ``i * batch_size ..`` (and its samples are seeded by
+    ``(seed, i, sample)``), whatever the number of processes; rank ``r`` takes batches
+    ``r, r + w, r + 2w, ...``. Returns ``(batch index, video indices)`` pairs.
+    """
+    if batch_size < 1:
+        raise ConfigError(f"--batch_size must be at least 1, got {batch_size}")
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
+    starts = range(0, count, batch_size)
+    return [(i, list(range(s, min(s + batch_size, count)))) for i, s in enumerate(starts) if i % world_size == rank]
+
+
+# A PredictionEvaluator holds one list entry per update() call (= per batch). Gathering those
+# entries and putting them back in global batch order rebuilds the state a single process would
+# have, so rank 0 computes the same numbers (same order, same sums; FVD/KVD on all features).
+# These two functions are the only code here that knows the evaluator's fields.
+
 def run(args: argparse.Namespace) -> dict:
-    device = resolve_device(args.device)
+    """Predict, write the videos and ``metrics.json``; the result dict (on every rank).
+
+    Under ``torchrun`` each process evaluates its share of the batches (:func:`shard_batches`)
+    and writes those videos; rank 0 gathers the metrics and writes ``grid.png`` and
+    ``metrics.json``, the same as one process would.
+    """
+    with process_group(args.device) as info:
+        return _run(args, info)
+
+
+def _run(args: argparse.Namespace, info: DistInfo) -> dict:
+    device = info.device
     cfg, task, predictor = load_predictor(args, device)
     k = args.cond_frames if args.cond_frames is not None else int(cfg.model.cond_frames)
     p = args.pred_frames if args.pred_frames is not None else task.space.frames
@@ -136,7 +174,8 @@ def run(args: argparse.Namespace) -> dict:
     data.frames = k + p
     dataset = build_dataset(data, args.split, cfg.seed)
     count = min(args.num_videos, len(dataset))
-    loader = DataLoader(Subset(dataset, range(count)), batch_size=args.batch_size, shuffle=False,
+    mine = shard_batches(count, args.batch_size, info.rank, info.world_size)
+    loader = DataLoader(Subset(dataset, range(count)), batch_sampler=[indices for _, indices in mine],
                         num_workers=args.num_workers, worker_init_fn=init_worker)
 
     out = Path(args.out)
@@ -149,15 +188,18 @@ def run(args: argparse.Namespace) -> dict:
     # (a perfect motion predictor). A model cannot beat it; far below the baseline, the first
     # stage is what limits the predictions.
     ceiling_eval = PredictionEvaluator(args.metrics, protocol, **shared)
-    strips = []
-    bar = tqdm(total=count * args.num_samples, desc="predicting", unit="sample", dynamic_ncols=True)
-    for batch_index, batch in enumerate(loader):
+    evaluators = {"model": model_eval, "copy_last_frame": base_eval, "first_stage_ceiling": ceiling_eval}
+    strips: dict[int, torch.Tensor] = {}
+    bar = tqdm(total=sum(len(v) for _, v in mine) * args.num_samples, desc="predicting", unit="sample",
+               dynamic_ncols=True, disable=not info.is_main)
+    for (batch_index, indices), batch in zip(mine, loader):
         video = batch["video"].to(device)
         observed, future = video[:, :, :k], video[:, :, k:]
         names = [f"video{int(i):05d}" for i in batch["index"]]
         samples = []
         for s in range(args.num_samples):
-            # One generator per (seed, batch, sample): the output does not depend on other batches.
+            # One generator per (seed, batch, sample): the output depends neither on other batches
+            # nor on which process samples this one.
             seed = np.random.SeedSequence([args.seed, batch_index, s]).generate_state(1, dtype=np.uint64)[0]
             generator = torch.Generator().manual_seed(int(seed) % 2**63)
             samples.append(predictor(observed, p, generator).clamp(-1, 1))
@@ -174,24 +216,36 @@ def run(args: argparse.Namespace) -> dict:
                 frames = to_uint8(samples_t[i, s])
                 write_video(out / "videos" / f"{name}_s{s}.npy", frames)
                 write_video(out / "videos" / f"{name}_s{s}.mp4", frames)
-        strips.append(torch.stack([future, samples_t[:, 0]], dim=1).flatten(0, 1).cpu())
+        if indices[0] < GRID_VIDEOS:
+            strips[batch_index] = torch.stack([future, samples_t[:, 0]], dim=1).flatten(0, 1).cpu()
     bar.close()
-    grid = frame_strip(torch.cat(strips)[: 2 * 16])  # at most 16 videos: truth above prediction
-    write_video(out / "grid.png", grid[None])
 
-    result = {
-        "model": model_eval.compute(),
-        "copy_last_frame": base_eval.compute(),
-        "first_stage_ceiling": ceiling_eval.compute(),
-        "checkpoint": str(args.ckpt),
-        "settings": {"data": OmegaConf.to_container(data, resolve=True), "split": args.split, "num_videos": count,
-                     "num_samples": args.num_samples, "cond_frames": k, "pred_frames": p,
-                     "rollout_clips": -(-p // task.space.frames), "seed": args.seed, "batch_size": args.batch_size,
-                     "weights": "raw" if args.raw_weights else "ema", "snap_to_codebook": task.space.snap_to_codebook,
-                     **{key: value for key, value in predictor.options.items()}},
-    }
-    (out / "metrics.json").write_text(json.dumps(result, indent=2, default=float))
-    return result
+    if info.distributed:
+        sizes = [len(indices) for _, indices in mine]
+        ids = [b for b, _ in mine]
+        gathered = gather_objects({"ids": ids, "sizes": sizes, "strips": strips,
+                                   "states": {key: e.export_batches() for key, e in evaluators.items()}})
+        if info.is_main:
+            for key, evaluator in evaluators.items():
+                evaluator.load_batches([(g["ids"], g["sizes"], g["states"][key]) for g in gathered])
+            strips = {b: strip for g in gathered for b, strip in g["strips"].items()}
+
+    result = None
+    if info.is_main:
+        grid = frame_strip(torch.cat([strips[b] for b in sorted(strips)])[: 2 * GRID_VIDEOS])  # truth above prediction
+        write_video(out / "grid.png", grid[None])
+        result = {
+            **{key: evaluator.compute() for key, evaluator in evaluators.items()},
+            "checkpoint": str(args.ckpt),
+            "settings": {"data": OmegaConf.to_container(data, resolve=True), "split": args.split, "num_videos": count,
+                         "num_samples": args.num_samples, "cond_frames": k, "pred_frames": p,
+                         "rollout_clips": -(-p // task.space.frames), "seed": args.seed,
+                         "batch_size": args.batch_size, "weights": "raw" if args.raw_weights else "ema",
+                         "snap_to_codebook": task.space.snap_to_codebook,
+                         **{key: value for key, value in predictor.options.items()}},
+        }
+        (out / "metrics.json").write_text(json.dumps(result, indent=2, default=float))
+    return broadcast_object(result)
 
 
 def print_summary(result: dict, out: str) -> None:
@@ -210,12 +264,14 @@ def print_summary(result: dict, out: str) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        result = run(args)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print_summary(result, args.out)
+    with process_group(args.device) as info:
+        try:
+            result = run(args)
+        except ConfigError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        if info.is_main:
+            print_summary(result, args.out)
     return 0
 
 

@@ -261,6 +261,44 @@ class PredictionEvaluator:
         self._num_videos += b
 
     # ------------------------------------------------------------------ results
+    def export_batches(self) -> dict:
+        """The per-batch results accumulated so far (picklable: numpy arrays and lists)."""
+        return {"frame_values": {m: list(v) for m, v in self._frame_values.items()},
+                "feats_real": list(self._feats_real), "feats_fake": list(self._feats_fake),
+                "names": list(self._names), "shape": self._shape}
+
+    def load_batches(self, parts: Sequence[tuple[Sequence[int], Sequence[int], dict]]) -> None:
+        """Replace this evaluator's state by the batches of every rank, in global batch order.
+
+        ``parts``: one ``(batch indices, batch sizes, export_batches())`` per rank.
+        """
+        batches: dict[int, dict] = {}
+        for ids, sizes, state in parts:
+            first = 0
+            for j, (b, size) in enumerate(zip(ids, sizes)):
+                if b in batches:
+                    raise RuntimeError(f"batch {b} was evaluated by two processes")
+                batches[b] = {"size": size, "names": state["names"][first:first + size],
+                              "frame_values": {m: v[j] for m, v in state["frame_values"].items()},
+                              "feats": (state["feats_real"][j], state["feats_fake"][j]) if state["feats_real"] else None}
+                first += size
+        order = sorted(batches)
+        if order != list(range(len(order))):
+            raise RuntimeError(f"batches {sorted(set(range(max(order) + 1)) - set(order))} were not evaluated")
+        shapes = [state["shape"] for _, _, state in parts if state["shape"] is not None]
+        if any(s != shapes[0] for s in shapes):
+            raise RuntimeError(f"processes disagree on the video shapes: {shapes}")
+        self._shape = shapes[0]
+        self._frame_values = {m: [batches[b]["frame_values"][m] for b in order] for m in self._frame_values}
+        self._names = [name for b in order for name in batches[b]["names"]]
+        self._num_videos = sum(batches[b]["size"] for b in order)
+        if all(batches[b]["feats"] is not None for b in order):
+            n = self._shape["samples_per_video"]
+            self._feats_real = [batches[b]["feats"][0] for b in order]
+            self._feats_fake = [batches[b]["feats"][1] for b in order]
+            starts = np.cumsum([0] + [batches[b]["size"] for b in order])
+            self._ids_fake = [np.repeat(np.arange(starts[i], starts[i + 1]), n) for i in range(len(order))]
+
     def _protocol_record(self) -> dict:
         s = self._shape or {}
         p = self.protocol

@@ -13,3 +13,14 @@ TINY = [
     "model.perceptual.random_backbone=true", "model.perceptual.frames=2", "model.eval_clips=2",
     "model.gan.channels=8", "model.gan.clip_channels=8", "model.gan.n_layers=2",
 ]
+
+# A tiny second stage over the TINY first stage (2 observed frames, 2 sampling steps).
+TINY_DDPM = [
+    "data.num_workers=0", "data.shapes.num_train=8", "data.shapes.num_test=2",
+    "train.batch_size=2", "train.log_every=1", "train.ckpt_every=2", "train.sample_every=2",
+    "train.optim.schedule=constant", "train.optim.warmup_steps=0",
+    "model.cond_frames=2", "model.scale_clips=4", "model.eval_clips=2",
+    "model.unet.channels=16", "model.unet.channel_mults=[1,2]", "model.unet.num_res_blocks=1",
+    "model.unet.attn_levels=[1]", "model.unet.attn_head_dim=8", "model.unet.context_channels=16",
+    "model.diffusion.sample_steps=2",
+]

@@ -15,13 +15,15 @@ no-op, so the same training code serves both cases::
 Multi-node: run ``torchrun --nnodes N --nproc-per-node G --rdzv-backend c10d
 --rdzv-endpoint HOST:PORT main.py ...`` on every node; nothing else changes, except that the
 results folder must be on a file system every node sees (all ranks read the checkpoint to resume).
+Commands, and what is shared between processes: docs/DISTRIBUTED.md.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import torch
 import torch.distributed as dist
@@ -138,6 +140,19 @@ def all_gather_objects(obj: Any, group: Any = None) -> list[Any]:
     return out
 
 
+def gather_objects(obj: Any, dst: int = 0) -> Optional[list[Any]]:
+    """Every rank's ``obj`` (picklable), in rank order, on rank ``dst`` only (``None`` elsewhere).
+
+    Unlike :func:`all_gather_objects`, only ``dst`` receives (and holds) every rank's copy.
+    ``[obj]`` in one process.
+    """
+    if not is_distributed():
+        return [obj]
+    out: Optional[list[Any]] = [None] * get_world_size() if get_rank() == dst else None
+    dist.gather_object(obj, out, dst=dst)
+    return out
+
+
 def broadcast_object(obj: Any, src: int = 0) -> Any:
     """Rank ``src``'s ``obj`` on every rank."""
     if not is_distributed():
@@ -156,6 +171,22 @@ def unwrap(module: nn.Module) -> nn.Module:
             module = module._orig_mod
         else:
             return module
+
+
+@contextlib.contextmanager
+def process_group(device: str | torch.device = "auto", **kwargs: Any) -> Iterator[DistInfo]:
+    """:func:`init_distributed` for the duration of a ``with`` block.
+
+    The group is destroyed on exit only if this call started it, so a caller that set up the
+    group itself (a test, an outer script) keeps it.
+    """
+    started = _env_int("WORLD_SIZE", 1) > 1 and not (dist.is_available() and dist.is_initialized())
+    info = init_distributed(device, **kwargs)
+    try:
+        yield info
+    finally:
+        if started:
+            cleanup()
 
 
 def cleanup() -> None:
