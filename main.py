@@ -9,8 +9,10 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from tools.config import ConfigError, RunConfig, build_config
-from tools.registry import get_experiment, resolve_default_config
+from omegaconf import DictConfig
+
+from tools.config import ConfigError
+from tools.registry import experiment_config, get_experiment
 from tools.run_dir import prepare_run_dir, remove_unstarted_run_dir, run_dir_for
 
 # Flags that are shorthands for config keys; they override the YAML file.
@@ -50,17 +52,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def config_from_args(args: argparse.Namespace, prepare: bool = False) -> DictConfig:
+    """The run config of parsed ``main.py`` arguments: config file, ``key=value`` overrides, flags."""
+    flags = [f"{key}={getattr(args, flag)}" for flag, key in FLAG_TO_KEY.items() if getattr(args, flag) is not None]
+    return experiment_config(args.exp, args.config, [*args.overrides, *flags], prepare=prepare)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_intermixed_args(argv)
     try:
         experiment = get_experiment(args.exp)
-        config_path = args.config or resolve_default_config(experiment)
-        flags = [f"{key}={getattr(args, flag)}" for flag, key in FLAG_TO_KEY.items()
-                 if getattr(args, flag) is not None]
-        schema = RunConfig(exp=args.exp, model=experiment.model_schema())
-        cfg = build_config(schema, config_path, [*args.overrides, *flags])
-        if experiment.prepare_config is not None:
-            experiment.prepare_config(cfg)
+        cfg = config_from_args(args, prepare=True)
         fresh = not run_dir_for(cfg).exists()
         if args.auto_resume:
             args.resume = not fresh

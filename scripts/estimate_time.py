@@ -44,11 +44,11 @@ from measure_memory import LiveTensorMemory, training_step  # noqa: E402
 from models.diffusion.guidance import GuidedDenoiser  # noqa: E402
 from models.diffusion.samplers import sampling_timesteps  # noqa: E402
 from models.latent_space import SemanticLatentSpace  # noqa: E402
-from tools.config import ConfigError, RunConfig, build_config  # noqa: E402
+from tools.config import ConfigError  # noqa: E402
 from tools.experiments.ddpm import DDPMTask  # noqa: E402
 from tools.experiments.extract import encode_batch  # noqa: E402
 from tools.experiments.first_stage import build_vqvae  # noqa: E402
-from tools.registry import get_experiment  # noqa: E402
+from tools.registry import experiment_config  # noqa: E402
 
 CONFIGS = Path("configs")
 # Train / test videos (UCF-101: official fold 1 lists). SkyTimelapse: leaf folders of the release
@@ -145,7 +145,7 @@ class CostMeter:
 
 def _config(exp: str, path: str, overrides: Sequence[str] = ()):
     """A config as main.py builds it (the experiment's schema, the YAML with its base files)."""
-    return build_config(RunConfig(exp=exp, model=get_experiment(exp).model_schema()), path, list(overrides))
+    return experiment_config(exp, path, overrides)
 
 
 def _weights(*modules: torch.nn.Module) -> list[torch.Tensor]:

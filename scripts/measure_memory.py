@@ -44,8 +44,8 @@ from torch.utils.weak import WeakIdKeyDictionary  # noqa: E402
 import weakref  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
-from tools.config import ConfigError, RunConfig, build_config  # noqa: E402
-from tools.registry import get_experiment  # noqa: E402
+from tools.config import ConfigError  # noqa: E402
+from tools.registry import experiment_config, get_experiment  # noqa: E402
 
 
 class FakeStepContext:
@@ -142,8 +142,7 @@ def untrained_first_stage(config: str, path: Path, overrides: Sequence[str] = ()
     the shapes matter (the second stage's geometry and token grids follow from it)."""
     from tools.checkpoint import FORMAT, atomic_torch_save
     from tools.experiments.first_stage import build_vqvae
-    cfg = build_config(RunConfig(exp="first_stage", model=get_experiment("first_stage").model_schema()),
-                       config, list(overrides))
+    cfg = experiment_config("first_stage", config, overrides)
     model = build_vqvae(cfg)
     atomic_torch_save({"format": FORMAT, "step": 0, "nets": {"model": model.state_dict()},
                        "config": OmegaConf.to_yaml(cfg)}, path)
@@ -181,9 +180,7 @@ def training_step(exp: str, config: str, batch_size: int, precision: str, overri
         overrides = [*overrides, f"train.batch_size={batch_size}"]
         if first_stage_config:
             overrides.append(f"first_model={untrained_first_stage(first_stage_config, Path(tmp) / 'first.pth')}")
-        cfg = build_config(RunConfig(exp=exp, model=experiment.model_schema()), config, overrides)
-        if experiment.prepare_config is not None:
-            experiment.prepare_config(cfg)
+        cfg = experiment_config(exp, config, overrides, prepare=True)
         if "vqvae" in cfg.model:
             # Data-dependent control flow cannot run on fake tensors; restarts are a tiny part of the step.
             cfg.model.vqvae.dead_code_threshold = 0.0

@@ -127,15 +127,9 @@ def _keyed_noise_ddpm_task(cfg, space):
 
 def _stage_config(exp: str, overrides: list[str]):
     """The config main.py would build for ``--exp exp`` with these overrides."""
-    from tools.config import RunConfig, build_config
-    from tools.registry import get_experiment, resolve_default_config
+    from tools.registry import experiment_config
 
-    experiment = get_experiment(exp)
-    cfg = build_config(RunConfig(exp=exp, model=experiment.model_schema()), resolve_default_config(experiment),
-                       overrides)
-    if experiment.prepare_config is not None:
-        experiment.prepare_config(cfg)
-    return cfg
+    return experiment_config(exp, overrides=overrides, prepare=True)
 
 
 def _train_stages(batch_size: int, first_model: str, run_root: str, device) -> dict:

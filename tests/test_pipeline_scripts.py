@@ -16,8 +16,7 @@ import pytest
 
 import main
 import validate
-from tools.config import ConfigError, RunConfig, build_config
-from tools.registry import get_experiment, resolve_default_config
+from tools.config import ConfigError
 from tools.run_dir import run_dir_for
 
 REPO = Path(__file__).resolve().parent.parent
@@ -46,13 +45,7 @@ def printed_commands(stdout: str) -> list[list[str]]:
 def main_config(argv: list[str]):
     """(args, config) exactly as main.py builds them, without running the experiment."""
     args = main.build_parser().parse_intermixed_args(argv)
-    experiment = get_experiment(args.exp)
-    config_path = args.config or resolve_default_config(experiment)
-    flags = [f"{key}={getattr(args, flag)}" for flag, key in main.FLAG_TO_KEY.items()
-             if getattr(args, flag) is not None]
-    cfg = build_config(RunConfig(exp=args.exp, model=experiment.model_schema()), config_path,
-                       [*args.overrides, *flags])
-    return args, cfg
+    return args, main.config_from_args(args)
 
 
 def train_py_config(argv: list[str]):

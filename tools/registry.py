@@ -9,9 +9,9 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
-from tools.config import ConfigError
+from tools.config import ConfigError, RunConfig, build_config
 
 
 @dataclass(frozen=True)
@@ -65,3 +65,16 @@ def resolve_default_config(experiment: Experiment) -> Optional[Path]:
     if experiment.default_config is None:
         return None
     return Path(__file__).resolve().parent.parent / experiment.default_config
+
+
+def experiment_config(exp: str, config_path: Optional[str | Path] = None, overrides: Sequence[str] = (),
+                      prepare: bool = False):
+    """The config ``main.py --exp exp`` builds: the experiment's schema, the YAML file (default: the
+    experiment's own) with its ``base:`` files, then the overrides; with ``prepare``, the
+    experiment's ``prepare_config`` applied as well (it may read checkpoints)."""
+    experiment = get_experiment(exp)
+    path = config_path if config_path is not None else resolve_default_config(experiment)
+    cfg = build_config(RunConfig(exp=exp, model=experiment.model_schema()), path, list(overrides))
+    if prepare and experiment.prepare_config is not None:
+        experiment.prepare_config(cfg)
+    return cfg
