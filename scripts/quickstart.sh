@@ -14,8 +14,8 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh"
 
 OUT=${OUT:-results/quickstart}
-FS_STEPS=${FS_STEPS:-1200}; GAN_STEPS=${GAN_STEPS:-150}; NUM_TOKENS=${NUM_TOKENS:-1024}
-DDPM_STEPS=${DDPM_STEPS:-1200}; NUM_VIDEOS=${NUM_VIDEOS:-32}; NUM_SAMPLES=${NUM_SAMPLES:-2}
+FS_STEPS=${FS_STEPS:-1000}; GAN_STEPS=${GAN_STEPS:-100}; NUM_TOKENS=${NUM_TOKENS:-768}
+DDPM_STEPS=${DDPM_STEPS:-1000}; NUM_VIDEOS=${NUM_VIDEOS:-32}; NUM_SAMPLES=${NUM_SAMPLES:-2}
 DEVICE=${DEVICE:-auto}; K=4
 ID=quickstart; SEED=42
 first_stage_dir="$OUT/first_stage_${ID}_shapes_${SEED}"
