@@ -58,13 +58,13 @@ def test_write_results_document(tmp_path):
     metrics = tmp_path / "metrics.json"
     metrics.write_text(json.dumps(_metrics(run, 20.0, 19.0, 21.0)))
     times = tmp_path / "times.txt"
-    times.write_text("first stage 120\ntrain RSVP-S2 60\n")
+    times.write_text("first stage 999\ntrain RSVP-S2 60\nfirst stage 120\n")  # re-run: the last entry counts
     out = tmp_path / "RESULTS.md"
     assert write_results_main([f"RSVP-S2={metrics}", "--out", str(out), "--command", "bash x.sh",
-                               "--stage_times", str(times)]) == 0
+                               "--stage_times", str(times), "--note", "shared machine"]) == 0
     text = out.read_text()
     assert "`bash x.sh`" in text and "| RSVP-S2 | 20.0000 |" in text
-    assert "| first stage | 2.0 |" in text and f"| `{run}` | 1,234 | 16 | 100 | 0.5 |" in text
+    assert "| first stage | 2.0 |" in text and "16.6" not in text and "- Note: shared machine" in text and f"| `{run}` | 1,234 | 16 | 100 | 0.5 |" in text
     assert "- Machine: " in text and "cores" in text
 
 
