@@ -51,6 +51,11 @@ def test_training_budget_sums_step_times(tmp_path):
     budget = training_budget(_run_dir(tmp_path, "run", step_seconds=0.6))
     assert budget["steps"] == 100 and budget["parameters"] == "1,234" and budget["batch"] == "16"
     assert abs(budget["train_minutes"] - 1.0) < 1e-9  # 100 steps x 0.6 s
+    gan = tmp_path / "gan"
+    gan.mkdir()
+    (gan / "log.txt").write_text("[t] training model, disc_frame, disc_clip (733,153 parameters) on cpu x1, "
+                                 "precision auto, batch 8/process, steps 0 -> 200, run dir x\n")
+    assert (training_budget(gan)["parameters"], training_budget(gan)["batch"]) == ("733,153", "8")
 
 
 def test_write_results_document(tmp_path):
@@ -60,9 +65,14 @@ def test_write_results_document(tmp_path):
     times = tmp_path / "times.txt"
     times.write_text("first stage 999\ntrain RSVP-S2 60\nfirst stage 120\n")  # re-run: the last entry counts
     out = tmp_path / "RESULTS.md"
+    probe = tmp_path / "probe.txt"
+    probe.write_text("motion   PSNR\ntrue     19.4\n")
     assert write_results_main([f"RSVP-S2={metrics}", "--out", str(out), "--command", "bash x.sh",
-                               "--stage_times", str(times), "--note", "shared machine"]) == 0
+                               "--stage_times", str(times), "--note", "shared machine",
+                               "--attach", f"Motion probe={probe}"]) == 0
     text = out.read_text()
+    assert text.endswith("## Motion probe\n\nOutput of the script that wrote `" + str(probe) + "`:\n\n"
+                         "    motion   PSNR\n    true     19.4\n")
     assert "`bash x.sh`" in text and "| RSVP-S2 | 20.0000 |" in text
     assert "| first stage | 2.0 |" in text and "16.6" not in text and "- Note: shared machine" in text and f"| `{run}` | 1,234 | 16 | 100 | 0.5 |" in text
     assert "- Machine: " in text and "cores" in text

@@ -60,6 +60,7 @@ class OptimConfig:
     warmup_steps: int = 0
     schedule: str = "constant"  # constant | cosine (decays to lr * min_lr_ratio at max_steps)
     min_lr_ratio: float = 0.1
+    fused: bool = True  # fused AdamW kernel (CUDA and CPU); false = PyTorch's per-tensor loop
 
 
 @dataclass
@@ -75,6 +76,8 @@ class TrainConfig:
     ema_decay: float = 0.999  # 0 disables EMA
     optim: OptimConfig = field(default_factory=OptimConfig)
     find_unused_parameters: bool = False  # DDP option for models with conditional branches
+    compile: bool = False  # torch.compile the trained nets (first steps slower; see docs/BENCHMARKS.md)
+    channels_last: bool = False  # channels-last weights (3D convs: channels_last_3d); docs/BENCHMARKS.md
 
 
 @dataclass

@@ -1,0 +1,601 @@
+"""Performance benchmark: training-step FLOP/s against dense matmul, sampling latency, data loading.
+
+    python scripts/bench.py [--quick] [--device cpu|cuda] [--out bench.json] [--sections train,sample,data]
+
+Everything runs in one process, so the ratios are comparable even on a shared machine:
+
+* **training steps** (first stage and latent DDPM): the experiment's own task, built from its YAML
+  config the way ``main.py`` builds it, run by the real :class:`tools.trainer.Trainer` (forward,
+  losses, backward, gradient clipping, optimizer, EMA). Per step: model FLOPs
+  (``torch.utils.flop_counter``: matmuls, convolutions, attention, forward + backward), wall time
+  (median of the timed steps, after warm-up), achieved FLOP/s, and the FLOP/s of a dense square
+  matmul timed in the same process in the step's compute dtype (fp32, or bf16 under autocast)
+  just before; their ratio is the figure to compare. Peak memory of the step: on CUDA
+  ``torch.cuda.max_memory_allocated``; on the CPU the peak of live tensor storages counted on the
+  real step by a dispatch mode (``scripts/measure_memory.LiveTensorMemory``: weights, optimizer
+  and EMA state, activations, temporaries; no allocator overhead).
+* **speed options** (``--variants``): the same step again with config overrides such as
+  ``train.precision=bf16``, ``train.compile=true`` or ``model.unet.checkpointing=true``; the FLOP
+  count is the base step's (the model's work does not change), so the ratios compare directly.
+* **sampling**: ``DDPMTask.predict`` for one clip (encode the observed frames with the first
+  stage, run the sampler, decode 16 frames) per resolution, sampler and step count: latency
+  and peak memory (CUDA: ``max_memory_allocated``; CPU: live tensor storages, counted on a
+  separate, untimed run at the smallest step count of each sampler, because counting slows the
+  run down; the sampler's memory does not grow with its step count).
+* **data loading**: ``scripts/bench_data.py`` (seek-based clip decoding against a full-decode
+  baseline), run in this process.
+
+Weights are random (a first-stage checkpoint is written to a temporary folder for the DDPM task
+to load): speed does not depend on them. Batches are random tensors of the config's shape.
+``--quick`` uses the ``shapes`` configs, made smaller, and finishes within 2 minutes on 2 CPU
+cores; its last line is the DDPM training-step ratio.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from measure_memory import LiveTensorMemory  # noqa: E402
+from tools.distributed import resolve_device  # noqa: E402
+from tools.hardware import cpu_model  # noqa: E402
+from tools.registry import experiment_config, get_experiment  # noqa: E402
+from tools.trainer import Trainer, move_to_device  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Offline and fixed-shape settings every benchmarked config gets: a random LPIPS backbone has the
+# real one's shapes and FLOPs but needs no weight file.
+COMMON_OVERRIDES = {"first_stage": ["model.perceptual.random_backbone=true", "data.num_workers=0"],
+                    "ddpm": ["data.num_workers=0"]}
+
+# Full run: the shipped UCF-101 configs at their own batch sizes (``--batch_size`` lowers them).
+FULL_SETUPS = {
+    "64": {"first_stage": "configs/first_stage/moso_ucf101_64.yaml", "ddpm": "configs/ddpm/rsvp_s2_ucf101_64.yaml"},
+    "256": {"first_stage": "configs/first_stage/moso_ucf101_256.yaml", "ddpm": "configs/ddpm/rsvp_s2_ucf101_256.yaml"},
+}
+# Quick run: the shapes configs, made smaller so that everything fits 2 minutes on 2 CPU cores.
+QUICK_SETUPS = {"64": {"first_stage": "configs/first_stage/moso_shapes64.yaml", "ddpm": "configs/ddpm/rsvp_s2_shapes64.yaml"}}
+QUICK_OVERRIDES = {
+    "first_stage": ["train.batch_size=2", "model.perceptual.frames=1"],
+    "ddpm": ["train.batch_size=4"],
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Timing helpers
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def timed(fn: Callable[[], Any], device: torch.device) -> float:
+    """Wall seconds of ``fn()``, the device synchronised before and after."""
+    synchronize(device)
+    start = time.perf_counter()
+    fn()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def matmul_flops_per_s(device: torch.device, dtype: torch.dtype, size: int, min_seconds: float = 0.5) -> float:
+    """FLOP/s of ``[size, size] @ [size, size]`` in ``dtype`` (2 size^3 FLOPs each), repeated for
+    at least ``min_seconds`` after one warm-up product."""
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+    out = torch.empty(size, size, device=device, dtype=dtype)
+    torch.mm(a, b, out=out)
+    count, elapsed = 0, 0.0
+    synchronize(device)
+    start = time.perf_counter()
+    while elapsed < min_seconds or count < 3:
+        torch.mm(a, b, out=out)
+        count += 1
+        if count % 4 == 0 or device.type != "cuda":
+            synchronize(device)
+            elapsed = time.perf_counter() - start
+    synchronize(device)
+    elapsed = time.perf_counter() - start
+    return 2.0 * size ** 3 * count / elapsed
+
+
+# --------------------------------------------------------------------------------------------
+# Building the real tasks
+
+
+def run_config(exp: str, config: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
+    """The resolved run config of ``main.py --exp EXP --config CONFIG key=value ...``."""
+    return experiment_config(exp, config if Path(config).is_absolute() else ROOT / config, overrides, prepare=True)
+
+
+def build_trainer(cfg: DictConfig, device: torch.device, run_dir: Path) -> Trainer:
+    """The Trainer of the experiment's task, exactly as the experiment would run it."""
+    task = get_experiment(str(cfg.exp)).build_task(cfg, device)
+    if hasattr(task, "space"):  # the DDPM task fits its latent scale on data first; any value will do here
+        task.space.scale.fill_(1.0)
+    return Trainer(task, cfg, run_dir, device, progress=False, console=False)
+
+
+def first_stage_checkpoint(config: str | Path, overrides: Sequence[str], device: torch.device, folder: Path) -> Path:
+    """A first-stage training checkpoint (random weights) of ``config``, for the DDPM task to load."""
+    cfg = run_config("first_stage", config, [*overrides, "train.keep_last=0"])
+    trainer = build_trainer(cfg, device, folder)
+    path = trainer.save_checkpoint()
+    del trainer
+    return path
+
+
+def random_batch(trainer: Trainer, use_tokens: bool = False) -> dict[str, torch.Tensor]:
+    """A batch of the task's input shape: clips in [-1, 1], or (DDPM fast path) token indices."""
+    cfg, task = trainer.cfg, trainer.task
+    b = int(cfg.train.batch_size)
+    generator = torch.Generator().manual_seed(0)
+    if use_tokens:
+        first = task.space.first_stage
+        shapes = first.latent_shapes()
+        size = first.codebook_size
+
+        def ids(shape):
+            return torch.randint(0, size, (b, *shape), generator=generator)
+
+        return {"cond_scene": ids(shapes["scene"]), "cond_object": ids(shapes["object"]),
+                "cond_motion": ids(shapes["motion"]), "future_motion": ids(shapes["motion"])}
+    t, r = int(cfg.data.frames), int(cfg.data.resolution)
+    return {"video": torch.rand(b, 3, t, r, r, generator=generator) * 2 - 1}
+
+
+def late_step(cfg: DictConfig) -> int:
+    """An iteration past every warm-up of the task (full encoder inputs, discriminators on)."""
+    step = int(cfg.train.max_steps) // 2
+    for key in ("model.vqvae.full_input_step", "model.gan.start_step"):
+        value = OmegaConf.select(cfg, key)
+        if value is not None:
+            step = max(step, int(value))
+    return step
+
+
+def resident_tensors(trainer: Trainer) -> list[torch.Tensor]:
+    """Weights, buffers, optimizer and EMA state, and the task's frozen helpers (LPIPS, first stage)."""
+    modules = [*trainer.nets.values(), *(e.module for e in trainer.emas.values())]
+    modules += [v for v in vars(trainer.task).values() if isinstance(v, torch.nn.Module)]
+    tensors = [t for m in modules for t in [*m.parameters(), *m.buffers()]]
+    for opt in trainer.optimizers.values():
+        tensors += [v for state in opt.state.values() for v in state.values() if isinstance(v, torch.Tensor)]
+    return tensors
+
+
+def storage_bytes(tensors: Sequence[torch.Tensor]) -> int:
+    """Bytes of the distinct storages behind ``tensors``."""
+    seen: dict[int, int] = {}
+    for t in tensors:
+        storage = t.untyped_storage()
+        seen[storage.data_ptr()] = storage.nbytes()
+    return sum(seen.values())
+
+
+# --------------------------------------------------------------------------------------------
+# Training steps
+
+
+class StepRunner:
+    """One configuration's Trainer with a fixed random batch; ``step()`` is one training iteration
+    exactly as ``Trainer.fit`` runs it (task step with its updates, EMA, LR schedulers)."""
+
+    def __init__(self, name: str, cfg: DictConfig, device: torch.device, run_dir: Path, use_tokens: bool) -> None:
+        self.name, self.cfg, self.device, self.use_tokens = name, cfg, device, use_tokens
+        self.trainer = build_trainer(cfg, device, run_dir)
+        self.trainer.step = late_step(cfg)
+        self.batch = move_to_device(random_batch(self.trainer, use_tokens), device)
+        self.times: list[float] = []
+        self.warmup_s: list[float] = []
+        self.peak: Optional[int] = None
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.trainer.autocast_dtype or torch.float32
+
+    @property
+    def compiled(self) -> bool:
+        return bool(OmegaConf.select(self.cfg, "train.compile", default=False))
+
+    def step(self) -> None:
+        trainer = self.trainer
+        trainer._train_one(self.batch)
+        trainer._step_schedulers()
+        trainer.step += 1
+
+    def resident(self) -> list[torch.Tensor]:
+        return [*resident_tensors(self.trainer), *self.batch.values()]
+
+    def counted_step(self, count_flops: bool) -> Optional[int]:
+        """One step with its peak memory taken (and its FLOPs counted); returns the FLOPs."""
+        counter = FlopCounterMode(display=False) if count_flops else contextlib.nullcontext()
+        if self.device.type == "cuda":
+            synchronize(self.device)
+            before = torch.cuda.memory_allocated(self.device)
+            reset_peak(self.device)
+            with counter:
+                self.step()
+            synchronize(self.device)
+            self.peak = storage_bytes(self.resident()) + torch.cuda.max_memory_allocated(self.device) - before
+        else:
+            tracker = LiveTensorMemory()
+            with counter, tracker:
+                tracker.add(*self.resident())
+                self.step()
+            self.peak = tracker.peak
+        return int(counter.get_total_flops()) if count_flops else None
+
+
+def bench_train(configs: dict[str, DictConfig], device: torch.device, folder: Path, *, use_tokens: bool = False,
+                steps: int = 3, warmup: int = 1, matmul_size: int = 2048, burst_s: float = 0.25) -> list[dict[str, Any]]:
+    """Training-step rows of one model: ``configs`` maps a variant name to its config; the first is
+    the base, whose step FLOPs serve every variant (same model and batch).
+
+    Variants are timed round-robin (one step of each per round, then a matmul burst per compute
+    dtype), so a machine whose load changes during the run slows them alike. ``step_s`` is the
+    fastest step and ``matmul_flops_per_s`` the fastest burst (the least disturbed figures);
+    ``*_median`` are the medians.
+    """
+    runners = {name: StepRunner(name, cfg, device, folder / name, use_tokens) for name, cfg in configs.items()}
+    base = next(iter(runners.values()))
+    flops = None
+    for runner in runners.values():
+        for _ in range(max(warmup, 2 if runner.compiled else 1)):  # compile: a second pass may recompile
+            runner.warmup_s.append(timed(runner.step, device))
+        # The dispatch-mode counters see eager ops only: a compiled step is not counted.
+        if runner is base:
+            flops = runner.counted_step(count_flops=True)
+        elif not runner.compiled:
+            runner.counted_step(count_flops=False)
+    dtypes = {str(r.dtype): r.dtype for r in runners.values()}
+    matmul: dict[str, list[float]] = {k: [] for k in dtypes}
+    for _ in range(steps):
+        for runner in runners.values():
+            runner.times.append(timed(runner.step, device))
+        for key, dtype in dtypes.items():
+            matmul[key].append(matmul_flops_per_s(device, dtype, matmul_size, burst_s))
+    rows = []
+    for runner in runners.values():
+        cfg, mm = runner.cfg, matmul[str(runner.dtype)]
+        step_s, step_med = min(runner.times), statistics.median(runner.times)
+        rows.append({
+            "exp": str(cfg.exp), "variant": runner.name, "input": "tokens" if use_tokens else "clips",
+            "batch_size": int(cfg.train.batch_size), "resolution": int(cfg.data.resolution),
+            "frames": int(cfg.data.frames), "precision": str(cfg.train.precision),
+            "compute_dtype": str(runner.dtype).replace("torch.", ""),
+            "trainable_parameters": sum(p.numel() for net in runner.trainer.nets.values()
+                                        for p in net.parameters() if p.requires_grad),
+            "flops_per_step": flops, "step_s": step_s, "step_s_median": step_med, "step_s_all": runner.times,
+            "warmup_s": runner.warmup_s,
+            "achieved_flops_per_s": flops / step_s, "matmul_flops_per_s": max(mm),
+            "matmul_flops_per_s_median": statistics.median(mm), "matmul_size": matmul_size,
+            "ratio": flops / step_s / max(mm), "ratio_median": flops / step_med / statistics.median(mm),
+            "speedup_vs_base": min(base.times) / step_s,
+            "peak_memory_bytes": runner.peak,
+            "peak_memory_kind": None if runner.peak is None else (
+                "cuda max_memory_allocated (own tensors)" if device.type == "cuda" else "live tensor storages"),
+        })
+    for runner in runners.values():
+        runner.trainer = None
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
+# Sampling
+
+
+def bench_sampling(trainer: Trainer, device: torch.device, samplers: Sequence[str], step_counts: Sequence[int],
+                   *, repeats: int = 1, track_memory: bool = True) -> list[dict[str, Any]]:
+    """Latency and peak memory of ``DDPMTask.predict`` for one clip per sampler and step count.
+
+    The observed frames are encoded by the first stage, the sampler runs on the EMA denoiser (what
+    validate.py samples with), and the predicted motion is decoded into the clip's frames; under
+    the Trainer's precision (bf16 autocast on CUDA by default). One untimed warm-up call first;
+    ``latency_s`` is the fastest of ``repeats``. FLOPs: encode + decode + steps x one denoiser
+    call (two under classifier-free guidance), each counted once; the scheduler's own
+    elementwise arithmetic is not counted.
+    """
+    task, cfg = trainer.task, trainer.cfg
+    net = trainer.ctx.eval_net("model").eval()
+    k, r = task.cond_frames, int(cfg.data.resolution)
+    observed = (torch.rand(1, 3, k, r, r, generator=torch.Generator().manual_seed(0)) * 2 - 1).to(device)
+    resident = [t for m in (net, task.space, task.diffusion) for t in [*m.parameters(), *m.buffers()]] + [observed]
+
+    def predict(sampler: str, steps: int) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(0)
+        with trainer.ctx.autocast():
+            return task.predict(net, observed, generator, sampler=sampler, steps=steps)
+
+    predict(samplers[0], 1)
+    cond = task.space.condition(observed)
+    motion = torch.zeros(1, *cond["motion"].shape[1:], device=device)
+    t, keep = torch.full((1,), task.diffusion.num_timesteps - 1, device=device), torch.ones(1, dtype=torch.bool, device=device)
+    guidance = float(task.diffusion.cfg.guidance)
+    flops = {}
+    for part, fn in (("encode", lambda: task.space.condition(observed)), ("decode", lambda: task.space.decode(cond, motion)),
+                     ("denoiser", lambda: net(motion, t, cond, keep))):
+        counter = FlopCounterMode(display=False)
+        with torch.no_grad(), trainer.ctx.autocast(), counter:
+            fn()
+        flops[part] = int(counter.get_total_flops())
+    flops["denoiser"] *= 1 if guidance in (0.0, 1.0) else 2  # guided: conditional + unconditional pass
+    with trainer.ctx.autocast():
+        encode_s = min(timed(lambda: task.space.condition(observed), device) for _ in range(repeats))
+        decode_s = min(timed(lambda: task.space.decode(cond, motion), device) for _ in range(repeats))
+    rows = []
+    for sampler in samplers:
+        for steps in step_counts:
+            peak = None
+            if device.type == "cuda":
+                synchronize(device)
+                before = torch.cuda.memory_allocated(device)
+                reset_peak(device)
+            times = [timed(lambda: predict(sampler, steps), device) for _ in range(repeats)]
+            if device.type == "cuda":
+                peak = storage_bytes(resident) + torch.cuda.max_memory_allocated(device) - before
+            total = flops["encode"] + flops["decode"] + int(steps) * flops["denoiser"]
+            rows.append({"resolution": r, "frames": task.space.frames, "cond_frames": k, "sampler": sampler,
+                         "steps": int(steps), "latency_s": min(times), "latency_s_all": times,
+                         "first_stage_encode_s": encode_s, "first_stage_decode_s": decode_s,
+                         "flops": total, "flops_encode": flops["encode"], "flops_decode": flops["decode"],
+                         "flops_per_denoiser_step": flops["denoiser"], "achieved_flops_per_s": total / min(times),
+                         "precision": str(cfg.train.precision),
+                         "peak_memory_bytes": peak,
+                         "peak_memory_kind": "cuda max_memory_allocated (own tensors)" if peak is not None else None})
+        if device.type == "cpu" and track_memory:
+            # Counting slows the run: once per sampler, at 2 steps (the multistep history exists by then).
+            tracker = LiveTensorMemory()
+            with tracker:
+                tracker.add(*resident)
+                predict(sampler, min(2, min(step_counts)))
+            for row in rows:
+                if row["sampler"] == sampler:
+                    row["peak_memory_bytes"] = tracker.peak
+                    row["peak_memory_kind"] = f"live tensor storages (counted at {min(2, min(step_counts))} steps)"
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
+# Data loading
+
+
+def bench_data_loading(quick: bool, folder: Path) -> dict[str, Any]:
+    """``scripts/bench_data.py`` in this process (it sets 1 torch thread; restored afterwards)."""
+    import bench_data
+
+    out = folder / "bench_data.json"
+    argv = ["--out", str(out), "--dir", str(folder / "videos")]
+    if quick:
+        argv += ["--quick", "--num_videos", "4", "--clips", "20", "--strides", "1"]
+    threads = torch.get_num_threads()
+    try:
+        bench_data.main(argv)
+    finally:
+        torch.set_num_threads(threads)
+    return json.loads(out.read_text())
+
+
+# --------------------------------------------------------------------------------------------
+# The whole run
+
+
+DEFAULT_VARIANTS = {
+    # The GPU default (auto) is bf16 autocast: fp32 shows what it buys. CPU default is fp32.
+    "cuda": ["fp32:train.precision=fp32", "channels_last:train.channels_last=true", "compile:train.compile=true",
+             "checkpointing:model.unet.checkpointing=true"],
+    "cpu": ["bf16:train.precision=bf16", "channels_last:train.channels_last=true",
+            "checkpointing:model.unet.checkpointing=true"],
+}
+
+
+def parse_variant(text: str) -> tuple[str, list[str]]:
+    """``"name:key=value,key=value"`` -> ``(name, [overrides])``."""
+    name, sep, rest = text.partition(":")
+    if not sep or not name or not rest:
+        raise argparse.ArgumentTypeError(f"variant '{text}' is not NAME:key=value[,key=value]")
+    return name, [o for o in rest.split(",") if o]
+
+
+def device_info(device: torch.device) -> dict[str, Any]:
+    info = {"type": device.type, "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "cpu": cpu_model(), "cpu_cores": os.cpu_count(), "platform": platform.platform()}
+    if device.type == "cuda":
+        info["name"] = torch.cuda.get_device_name(device)
+        info["memory_bytes"] = torch.cuda.get_device_properties(device).total_memory
+    else:
+        info["name"] = f"{info['cpu']} ({info['cpu_cores']} cores)"
+    return info
+
+
+def variant_configs(exp: str, config: str, base: list[str], variants: Sequence[tuple[str, list[str]]],
+                    notes: list[str]) -> dict[str, DictConfig]:
+    """``{"base": cfg, name: cfg with the variant's overrides}``; variants that do not apply to
+    ``exp`` (unknown keys) are left out with a note."""
+    from tools.config import ConfigError
+
+    configs = {"base": run_config(exp, config, base)}
+    for name, overrides in variants:
+        try:
+            configs[name] = run_config(exp, config, [*base, *overrides])
+        except ConfigError as err:
+            notes.append(f"{exp}: variant {name} skipped ({str(err).splitlines()[0]})")
+    return configs
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    device = resolve_device(args.device)
+    sections = set(args.sections.split(","))
+    setups = QUICK_SETUPS if args.quick else {r: FULL_SETUPS[r] for r in args.resolutions.split(",")}
+    variants = [parse_variant(v) for v in (args.variant if args.variant is not None else
+                                             ([] if args.quick else DEFAULT_VARIANTS[device.type]))]
+    skip = set(args.skip.split(",")) if args.skip else set()
+    results: dict[str, Any] = {
+        "date": datetime.date.today().isoformat(), "command": "python " + " ".join(sys.argv),
+        "device": device_info(device), "quick": bool(args.quick), "train": [], "sampling": [], "notes": []}
+    notes = results["notes"]
+    folder = Path(tempfile.mkdtemp(prefix="rsvp_bench_"))
+    matmul_size = args.matmul_size or (8192 if device.type == "cuda" else 2048)
+    timing = dict(steps=args.steps, warmup=args.warmup, matmul_size=matmul_size)
+    for label, setup in setups.items():
+        quick_fs = QUICK_OVERRIDES["first_stage"] if args.quick else []
+        quick_dd = QUICK_OVERRIDES["ddpm"] if args.quick else []
+        fs_base = [*COMMON_OVERRIDES["first_stage"], *quick_fs, *args.overrides]
+        if args.fs_batch:
+            fs_base.append(f"train.batch_size={args.fs_batch}")
+        if "train" in sections and f"first_stage@{label}" not in skip:
+            print(f"[bench] first stage {setup['first_stage']} ...", flush=True)
+            configs = variant_configs("first_stage", setup["first_stage"], fs_base, variants, notes)
+            for row in bench_train(configs, device, folder / f"first_stage_{label}", **timing):
+                results["train"].append({"config": setup["first_stage"], **row})
+        ddpm_parts = {"ddpm", "ddpm_clips", "sample"} - {p.split("@")[0] for p in skip if p.endswith(f"@{label}")}
+        if not ({"train", "sample"} & sections) or not ddpm_parts:
+            continue
+        checkpoint = first_stage_checkpoint(setup["first_stage"], fs_base, device, folder / f"first_model_{label}")
+        dd_base = [*COMMON_OVERRIDES["ddpm"], *quick_dd, f"first_model={checkpoint}", *args.ddpm_overrides]
+        if args.ddpm_batch:
+            dd_base.append(f"train.batch_size={args.ddpm_batch}")
+        if "train" in sections and "ddpm" in ddpm_parts:
+            print(f"[bench] DDPM {setup['ddpm']} (token batches) ...", flush=True)
+            configs = variant_configs("ddpm", setup["ddpm"], dd_base, variants, notes)
+            for row in bench_train(configs, device, folder / f"ddpm_{label}", use_tokens=True, **timing):
+                results["train"].append({"config": setup["ddpm"], **row})
+        if "train" in sections and "ddpm_clips" in ddpm_parts and not args.quick:
+            print(f"[bench] DDPM {setup['ddpm']} (clips encoded on the fly) ...", flush=True)
+            configs = {"base": run_config("ddpm", setup["ddpm"], dd_base)}
+            for row in bench_train(configs, device, folder / f"ddpm_clips_{label}", **timing):
+                results["train"].append({"config": setup["ddpm"], **row})
+        if "sample" in sections and "sample" in ddpm_parts:
+            print(f"[bench] sampling {setup['ddpm']} ...", flush=True)
+            trainer = build_trainer(run_config("ddpm", setup["ddpm"], dd_base), device, folder / f"sample_{label}")
+            for row in bench_sampling(trainer, device, args.samplers.split(","),
+                                      [int(s) for s in args.sample_steps.split(",")], repeats=args.sample_repeats):
+                results["sampling"].append({"config": setup["ddpm"], **row})
+            del trainer
+    if "data" in sections:
+        print("[bench] data loading (scripts/bench_data.py) ...", flush=True)
+        results["data"] = bench_data_loading(args.quick, folder)
+    results["summary"] = summary(results)
+    shutil.rmtree(folder, ignore_errors=True)
+    return results
+
+
+def summary(results: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for row in results["train"]:
+        if row["variant"] == "base":
+            key = f"{row['exp']}{'_clips' if row['input'] == 'clips' and row['exp'] == 'ddpm' else ''}_{row['resolution']}"
+            out[f"{key}_ratio"] = row["ratio"]
+    if "data" in results:
+        out["data_speedup"] = {k: v["wall"] for k, v in results["data"].get("speedup", {}).items()}
+    return out
+
+
+def gib(n: Optional[int]) -> str:
+    return "-" if n is None else f"{n / 2**30:.2f}"
+
+
+def print_tables(results: dict[str, Any]) -> None:
+    dev = results["device"]
+    print(f"\ndevice: {dev['name']} | torch {dev['torch']} | {dev['threads']} threads | {results['date']}")
+    print("\ntraining steps (step_s: fastest of the timed steps; ratio = achieved / dense matmul FLOP/s, same dtype)")
+    head = f"{'exp':<12}{'input':<7}{'variant':<14}{'res':>4}{'batch':>6}{'dtype':>9}{'GFLOP':>9}{'step s':>9}" \
+           f"{'GFLOP/s':>9}{'mm GFLOP/s':>11}{'ratio':>7}{'x base':>7}{'peak GiB':>9}"
+    print(head)
+    for r in results["train"]:
+        print(f"{r['exp']:<12}{r['input']:<7}{r['variant']:<14}{r['resolution']:>4}{r['batch_size']:>6}"
+              f"{r['compute_dtype']:>9}{r['flops_per_step'] / 1e9:>9.1f}{r['step_s']:>9.3f}"
+              f"{r['achieved_flops_per_s'] / 1e9:>9.1f}{r['matmul_flops_per_s'] / 1e9:>11.1f}"
+              f"{100 * r['ratio']:>6.1f}%{r['speedup_vs_base']:>7.2f}{gib(r['peak_memory_bytes']):>9}")
+    if results["sampling"]:
+        print("\nsampling one clip (encode observed frames, sampler, decode)")
+        print(f"{'res':>4}{'frames':>7}{'sampler':>8}{'steps':>6}{'latency s':>11}{'encode s':>10}{'decode s':>10}"
+              f"{'GFLOP':>9}{'GFLOP/s':>9}{'peak GiB':>9}")
+        for r in results["sampling"]:
+            print(f"{r['resolution']:>4}{r['frames']:>7}{r['sampler']:>8}{r['steps']:>6}{r['latency_s']:>11.3f}"
+                  f"{r['first_stage_encode_s']:>10.3f}{r['first_stage_decode_s']:>10.3f}{r['flops'] / 1e9:>9.1f}"
+                  f"{r['achieved_flops_per_s'] / 1e9:>9.1f}{gib(r['peak_memory_bytes']):>9}")
+    if "data" in results:
+        for stride, ratio in results["data"].get("speedup", {}).items():
+            print(f"data loading {stride}: seek-based loader / full decode = {ratio['wall']:.2f}x clips/s, "
+                  f"{ratio['cpu']:.2f}x less CPU per clip")
+    for note in results["notes"]:
+        print(f"note: {note}")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small shapes configs, 64x64 only, no variants (~1-2 min on 2 CPU cores)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--out", default="results/bench.json")
+    parser.add_argument("--sections", default="train,sample,data", help="any of train,sample,data")
+    parser.add_argument("--resolutions", default="64,256", help="full run: UCF-101 config resolutions")
+    parser.add_argument("--skip", default="", help="parts to leave out, e.g. first_stage@256,ddpm_clips@64,sample@256")
+    parser.add_argument("--fs_batch", type=int, help="first-stage batch size (default: the config's)")
+    parser.add_argument("--ddpm_batch", type=int, help="DDPM batch size (default: the config's)")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per configuration (default 3; quick 2)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps before (compiled nets: at least 2)")
+    parser.add_argument("--matmul_size", type=int, default=0, help="side of the square matmul (default: 8192 CUDA, 2048 CPU)")
+    parser.add_argument("--variant", action="append", metavar="NAME:key=value[,key=value]",
+                        help="speed option to time against the base step (repeatable; default: a set per device, "
+                             "none with --quick); --variant none for none")
+    parser.add_argument("--samplers", default="ddpm,ddim,dpm")
+    parser.add_argument("--sample_steps", default="20,50")
+    parser.add_argument("--sample_repeats", type=int, default=None, help="timed samples per row, fastest kept "
+                        "(default 2; quick 1)")
+    parser.add_argument("--fs_override", dest="overrides", action="append", default=[], metavar="key=value",
+                        help="extra first-stage config override (repeatable)")
+    parser.add_argument("--ddpm_override", dest="ddpm_overrides", action="append", default=[], metavar="key=value",
+                        help="extra DDPM config override (repeatable)")
+    args = parser.parse_args(argv)
+    if args.variant == ["none"]:
+        args.variant = []
+    if args.steps is None:
+        args.steps = 2 if args.quick else 3
+    if args.sample_repeats is None:
+        args.sample_repeats = 1 if args.quick else 2
+    if args.quick and args.samplers == "ddpm,ddim,dpm" and args.sample_steps == "20,50":
+        args.samplers, args.sample_steps = "dpm", "20"
+    start = time.perf_counter()
+    results = run(args)
+    results["wall_s"] = time.perf_counter() - start
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print_tables(results)
+    print(f"wrote {out} ({results['wall_s']:.0f} s)")
+    ddpm = [r for r in results["train"] if r["exp"] == "ddpm" and r["variant"] == "base" and r["input"] == "tokens"]
+    if ddpm:
+        r = ddpm[-1]
+        print(f"DDPM training step ({r['resolution']}x{r['resolution']}, batch {r['batch_size']}, {r['compute_dtype']}): "
+              f"{r['achieved_flops_per_s'] / 1e9:.1f} GFLOP/s = {100 * r['ratio']:.1f}% of dense matmul "
+              f"({r['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

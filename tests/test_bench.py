@@ -1,0 +1,109 @@
+"""scripts/bench.py: training-step FLOPs and ratios, sampling latency/memory, the JSON it writes."""
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+import bench  # noqa: E402
+
+from tests.tiny_configs import TINY_DDPM  # noqa: E402
+from tiny_configs import TINY  # noqa: E402
+
+FS_CONFIG, DDPM_CONFIG = bench.QUICK_SETUPS["64"]["first_stage"], bench.QUICK_SETUPS["64"]["ddpm"]
+CPU = torch.device("cpu")
+TINY_FS = [o for o in TINY if not o.startswith("train.batch_size")] + ["train.batch_size=1"]
+
+
+@pytest.fixture(scope="module")
+def tiny_first_model(tmp_path_factory):
+    return bench.first_stage_checkpoint(FS_CONFIG, [*bench.COMMON_OVERRIDES["first_stage"], *TINY_FS], CPU,
+                                        tmp_path_factory.mktemp("first_model"))
+
+
+def ddpm_config(first_model, *extra):
+    return bench.run_config("ddpm", DDPM_CONFIG, [*TINY_DDPM, "model.unet.channels=8", f"first_model={first_model}",
+                                                   *extra])
+
+
+def test_matmul_rate_is_positive():
+    assert bench.matmul_flops_per_s(CPU, torch.float32, 64, min_seconds=0.01) > 0
+
+
+def test_first_stage_rows_count_flops_time_and_memory(tmp_path):
+    base = [*bench.COMMON_OVERRIDES["first_stage"], *TINY_FS]
+    configs = {"base": bench.run_config("first_stage", FS_CONFIG, base),
+               "channels_last": bench.run_config("first_stage", FS_CONFIG, [*base, "train.channels_last=true"])}
+    rows = bench.bench_train(configs, CPU, tmp_path, steps=1, matmul_size=64, burst_s=0.01)
+    assert [r["variant"] for r in rows] == ["base", "channels_last"]
+    for row in rows:
+        assert row["flops_per_step"] == rows[0]["flops_per_step"] > 0
+        # ratio > 0 only: a 64x64 matmul burst on a loaded machine makes any upper bound flaky
+        assert row["ratio"] > 0 and math.isfinite(row["ratio"]) and math.isfinite(row["ratio_median"])
+        assert row["achieved_flops_per_s"] == pytest.approx(row["flops_per_step"] / row["step_s"])
+        assert row["peak_memory_bytes"] > 0 and row["peak_memory_kind"] == "live tensor storages"
+        assert (row["exp"], row["batch_size"], row["resolution"], row["frames"]) == ("first_stage", 1, 32, 4)
+
+
+def test_ddpm_token_step_flops_grow_with_batch(tiny_first_model, tmp_path):
+    flops = {}
+    for batch in (1, 2):
+        cfg = ddpm_config(tiny_first_model, f"train.batch_size={batch}")
+        row, = bench.bench_train({"base": cfg}, CPU, tmp_path / str(batch), use_tokens=True, steps=1,
+                                 matmul_size=64, burst_s=0.01)
+        assert row["input"] == "tokens" and row["exp"] == "ddpm" and math.isfinite(row["ratio"])
+        flops[batch] = row["flops_per_step"]
+    assert flops[2] == pytest.approx(2 * flops[1], rel=0.05)  # per-sample work; the optimizer is not counted
+
+
+def test_sampling_rows(tiny_first_model, tmp_path):
+    trainer = bench.build_trainer(ddpm_config(tiny_first_model), CPU, tmp_path)
+    rows = bench.bench_sampling(trainer, CPU, ["dpm", "ddim"], [1, 3])
+    assert [(r["sampler"], r["steps"]) for r in rows] == [("dpm", 1), ("dpm", 3), ("ddim", 1), ("ddim", 3)]
+    weights = sum(p.numel() * 4 for p in trainer.ctx.eval_net("model").parameters())
+    for row in rows:
+        assert row["latency_s"] > 0 and row["peak_memory_bytes"] > weights
+        assert row["frames"] == 4 and row["resolution"] == 32
+        assert min(row["flops_encode"], row["flops_decode"], row["flops_per_denoiser_step"]) > 0
+        assert row["flops"] == row["flops_encode"] + row["flops_decode"] + row["steps"] * row["flops_per_denoiser_step"]
+
+
+def test_cli_writes_json_and_ends_with_the_ddpm_ratio(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    fs = [f"--fs_override={o}" for o in TINY_FS]
+    dd = [f"--ddpm_override={o}" for o in [*TINY_DDPM, "model.unet.channels=8", "train.batch_size=1"]]
+    assert bench.main(["--quick", "--device", "cpu", "--sections", "train,sample", "--steps", "1",
+                       "--matmul_size", "64", "--out", str(out), *fs, *dd]) == 0
+    results = json.loads(out.read_text())
+    assert {"date", "command", "device", "train", "sampling", "summary", "notes"} <= set(results)
+    assert results["device"]["type"] == "cpu" and results["device"]["name"]
+    assert [(r["exp"], r["input"]) for r in results["train"]] == [("first_stage", "clips"), ("ddpm", "tokens")]
+    assert set(results["summary"]) == {"first_stage_32_ratio", "ddpm_32_ratio"}
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("DDPM training step") and "% of dense matmul" in last
+
+
+def test_variants_that_do_not_apply_are_skipped_with_a_note():
+    notes = []
+    configs = bench.variant_configs("first_stage", FS_CONFIG, bench.COMMON_OVERRIDES["first_stage"],
+                                    [bench.parse_variant("ckpt:model.unet.checkpointing=true"),
+                                     bench.parse_variant("bf16:train.precision=bf16")], notes)
+    assert list(configs) == ["base", "bf16"] and "ckpt" in notes[0]
+    with pytest.raises(Exception, match="NAME:key=value"):
+        bench.parse_variant("no-overrides")
+
+
+@pytest.mark.slow
+def test_quick_cli_run(tmp_path):
+    out = tmp_path / "bench_quick.json"
+    proc = subprocess.run([sys.executable, "scripts/bench.py", "--quick", "--device", "cpu", "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1].startswith("DDPM training step")
+    results = json.loads(out.read_text())
+    assert results["data"]["speedup"] and results["sampling"] and len(results["train"]) == 2
