@@ -11,6 +11,7 @@ from typing import Optional, Sequence
 
 from omegaconf import DictConfig
 
+from tools.checkpoint import last_checkpoint_path
 from tools.config import ConfigError
 from tools.registry import experiment_config, get_experiment
 from tools.run_dir import prepare_run_dir, remove_unstarted_run_dir, run_dir_for
@@ -67,11 +68,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.auto_resume:
             args.resume = not fresh
         run_dir = prepare_run_dir(cfg, args.resume) if experiment.uses_run_dir else run_dir_for(cfg)
+        # The stage continues only from a checkpoint: a folder left by a crash before the first one
+        # starts over with its full set-up (the GAN's first-stage weights, the DDPM's latent scale).
+        # Under torchrun every rank decides alike: no rank can write a checkpoint before all ranks
+        # have passed this line (joining the process group waits for every rank).
+        continuing = args.resume and last_checkpoint_path(run_dir).is_file()
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     try:
-        return int(experiment.run(cfg, run_dir=run_dir, resume=args.resume) or 0)
+        return int(experiment.run(cfg, run_dir=run_dir, resume=continuing) or 0)
     except ConfigError as err:
         # A problem found while setting the stage up (missing weights, bad checkpoint): leave no
         # half-made run folder behind, so that the corrected command does not need --resume.

@@ -51,6 +51,9 @@ def test_existing_folder_needs_resume_or_new_id(tmp_path, capsys):
     assert "already exists" in err and "--resume" in err and "--id" in err
     assert len(CALLS) == 1  # the second call did not run anything
     assert run_main(tmp_path, "--id", "x", "--resume") == 0
+    assert CALLS[-1][2] is False  # a folder without a checkpoint: the stage starts over in it
+    (CALLS[-1][1] / "model_last.pth").write_bytes(b"")
+    assert run_main(tmp_path, "--id", "x", "--resume") == 0
     assert CALLS[-1][2] is True
 
 
@@ -84,5 +87,9 @@ def test_flags_override_yaml(tmp_path):
 def test_auto_resume_starts_then_continues(tmp_path):
     assert run_main(tmp_path, "--id", "auto", "--auto_resume") == 0
     assert CALLS[-1][2] is False
+    # crashed before its first checkpoint: the folder is reused and the stage starts over
+    assert run_main(tmp_path, "--id", "auto", "--auto_resume") == 0
+    assert CALLS[-1][2] is False
+    (CALLS[-1][1] / "model_last.pth").write_bytes(b"")
     assert run_main(tmp_path, "--id", "auto", "--auto_resume") == 0
     assert CALLS[-1][2] is True
