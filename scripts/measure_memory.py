@@ -186,25 +186,30 @@ def training_step(exp: str, config: str, batch_size: int, precision: str, overri
             cfg.model.vqvae.dead_code_threshold = 0.0
             cfg.model.perceptual.random_backbone = True  # same shapes as the real backbone, no file needed
             cfg.model.gan.start_step = 0
-        # ``module.to(device)`` on fake parameters must replace them rather than swap their payloads.
+        # ``module.to(device)`` on fake parameters must replace them rather than swap their payloads;
+        # the process-wide flag is restored afterwards (a TorchScript module's .to() fails under it).
+        overwrite = torch.__future__.get_overwrite_module_params_on_conversion()
         torch.__future__.set_overwrite_module_params_on_conversion(True)
-        with FakeTensorMode(allow_non_fake_inputs=True) if fake else contextlib.nullcontext():
-            task = experiment.build_task(cfg, torch.device("cpu"))
-            nets = task.networks()
-            helpers = {f"helper:{k}": v for k, v in vars(task).items()  # frozen helpers, e.g. LPIPS
-                       if isinstance(v, torch.nn.Module) and v not in nets.values()}
-            optimizers = {name: item[0] if isinstance(item, tuple) else item
-                          for name, item in task.configure_optimizers(nets, cfg).items()}
-            step = TrainingStep(cfg, task, nets, helpers, optimizers, _batch(cfg, task, batch_size, tokens),
-                                FakeStepContext(nets, optimizers, precision))
-            # The first step creates the optimizer state, which is live during the measured second one.
-            try:
-                step.run()
-            except DataDependentOutputException:
-                raise ConfigError(f"the {exp} step reads tensor values (data-dependent control flow), which "
-                                  "fake tensors do not hold; for --exp ddpm measure the train.py step with "
-                                  "--tokens (encoding clips on the fly loads a quantizer whose state is read)") from None
-            yield step
+        try:
+            with FakeTensorMode(allow_non_fake_inputs=True) if fake else contextlib.nullcontext():
+                task = experiment.build_task(cfg, torch.device("cpu"))
+                nets = task.networks()
+                helpers = {f"helper:{k}": v for k, v in vars(task).items()  # frozen helpers, e.g. LPIPS
+                           if isinstance(v, torch.nn.Module) and v not in nets.values()}
+                optimizers = {name: item[0] if isinstance(item, tuple) else item
+                              for name, item in task.configure_optimizers(nets, cfg).items()}
+                step = TrainingStep(cfg, task, nets, helpers, optimizers, _batch(cfg, task, batch_size, tokens),
+                                    FakeStepContext(nets, optimizers, precision))
+                # The first step creates the optimizer state, which is live during the measured second one.
+                try:
+                    step.run()
+                except DataDependentOutputException:
+                    raise ConfigError(f"the {exp} step reads tensor values (data-dependent control flow), which "
+                                      "fake tensors do not hold; for --exp ddpm measure the train.py step with "
+                                      "--tokens (encoding clips on the fly loads a quantizer whose state is read)") from None
+                yield step
+        finally:
+            torch.__future__.set_overwrite_module_params_on_conversion(overwrite)
 
 
 def measure(exp: str, config: str, batch_size: int, precision: str, overrides: list[str],

@@ -3,6 +3,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 from measure_memory import measure  # noqa: E402
@@ -24,6 +25,8 @@ def test_fake_estimate_matches_real_step(exp):
 
 def test_activation_memory_is_linear_in_batch():
     peak = {b: measure("first_stage", CONFIG, b, "bf16", SMALL)["peak_bytes"] for b in (1, 2, 4)}
+    # the fake-tensor set-up's process-wide flag does not outlive the measurement
+    assert torch.__future__.get_overwrite_module_params_on_conversion() is False
     per_clip = peak[2] - peak[1]
     assert per_clip > 0
     # Three more clips cost about three times one more clip (where the peak falls shifts a little).
