@@ -44,7 +44,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -53,7 +53,8 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from measure_memory import LiveTensorMemory  # noqa: E402
+from measure_memory import LiveTensorMemory, random_batch, state_tensors, untrained_first_stage  # noqa: E402
+from models.diffusion.guidance import GuidedDenoiser  # noqa: E402
 from tools.distributed import resolve_device  # noqa: E402
 from tools.hardware import cpu_model  # noqa: E402
 from tools.registry import experiment_config, get_experiment  # noqa: E402
@@ -140,34 +141,6 @@ def build_trainer(cfg: DictConfig, device: torch.device, run_dir: Path) -> Train
     return Trainer(task, cfg, run_dir, device, progress=False, console=False)
 
 
-def first_stage_checkpoint(config: str | Path, overrides: Sequence[str], device: torch.device, folder: Path) -> Path:
-    """A first-stage training checkpoint (random weights) of ``config``, for the DDPM task to load."""
-    cfg = run_config("first_stage", config, [*overrides, "train.keep_last=0"])
-    trainer = build_trainer(cfg, device, folder)
-    path = trainer.save_checkpoint()
-    del trainer
-    return path
-
-
-def random_batch(trainer: Trainer, use_tokens: bool = False) -> dict[str, torch.Tensor]:
-    """A batch of the task's input shape: clips in [-1, 1], or (DDPM fast path) token indices."""
-    cfg, task = trainer.cfg, trainer.task
-    b = int(cfg.train.batch_size)
-    generator = torch.Generator().manual_seed(0)
-    if use_tokens:
-        first = task.space.first_stage
-        shapes = first.latent_shapes()
-        size = first.codebook_size
-
-        def ids(shape):
-            return torch.randint(0, size, (b, *shape), generator=generator)
-
-        return {"cond_scene": ids(shapes["scene"]), "cond_object": ids(shapes["object"]),
-                "cond_motion": ids(shapes["motion"]), "future_motion": ids(shapes["motion"])}
-    t, r = int(cfg.data.frames), int(cfg.data.resolution)
-    return {"video": torch.rand(b, 3, t, r, r, generator=generator) * 2 - 1}
-
-
 def late_step(cfg: DictConfig) -> int:
     """An iteration past every warm-up of the task (full encoder inputs, discriminators on)."""
     step = int(cfg.train.max_steps) // 2
@@ -178,14 +151,24 @@ def late_step(cfg: DictConfig) -> int:
     return step
 
 
-def resident_tensors(trainer: Trainer) -> list[torch.Tensor]:
-    """Weights, buffers, optimizer and EMA state, and the task's frozen helpers (LPIPS, first stage)."""
-    modules = [*trainer.nets.values(), *(e.module for e in trainer.emas.values())]
-    modules += [v for v in vars(trainer.task).values() if isinstance(v, torch.nn.Module)]
-    tensors = [t for m in modules for t in [*m.parameters(), *m.buffers()]]
-    for opt in trainer.optimizers.values():
-        tensors += [v for state in opt.state.values() for v in state.values() if isinstance(v, torch.Tensor)]
-    return tensors
+@contextlib.contextmanager
+def peak_memory(device: torch.device, resident: Sequence[torch.Tensor]) -> Iterator[dict[str, Any]]:
+    """Peak bytes of what runs inside the block plus ``resident`` (tensors alive throughout), in
+    ``out["bytes"]`` after it: CUDA ``max_memory_allocated``; CPU live tensor storages."""
+    out: dict[str, Any] = {}
+    if device.type == "cuda":
+        synchronize(device)
+        before = torch.cuda.memory_allocated(device)
+        reset_peak(device)
+        yield out
+        synchronize(device)
+        out["bytes"] = storage_bytes(resident) + torch.cuda.max_memory_allocated(device) - before
+    else:
+        tracker = LiveTensorMemory()
+        with tracker:
+            tracker.add(*resident)
+            yield out
+        out["bytes"] = tracker.peak
 
 
 def storage_bytes(tensors: Sequence[torch.Tensor]) -> int:
@@ -209,7 +192,7 @@ class StepRunner:
         self.name, self.cfg, self.device, self.use_tokens = name, cfg, device, use_tokens
         self.trainer = build_trainer(cfg, device, run_dir)
         self.trainer.step = late_step(cfg)
-        self.batch = move_to_device(random_batch(self.trainer, use_tokens), device)
+        self.batch = move_to_device(random_batch(cfg, self.trainer.task, int(cfg.train.batch_size), use_tokens), device)
         self.times: list[float] = []
         self.warmup_s: list[float] = []
         self.peak: Optional[int] = None
@@ -229,25 +212,18 @@ class StepRunner:
         trainer.step += 1
 
     def resident(self) -> list[torch.Tensor]:
-        return [*resident_tensors(self.trainer), *self.batch.values()]
+        """Weights, optimizer and EMA state, the task's frozen helpers (LPIPS, first stage), the batch."""
+        trainer = self.trainer
+        modules = {**trainer.nets, **{f"ema:{k}": e.module for k, e in trainer.emas.items()},
+                   **{f"helper:{k}": v for k, v in vars(trainer.task).items() if isinstance(v, torch.nn.Module)}}
+        return [*state_tensors(modules, trainer.optimizers), *self.batch.values()]
 
     def counted_step(self, count_flops: bool) -> Optional[int]:
         """One step with its peak memory taken (and its FLOPs counted); returns the FLOPs."""
         counter = FlopCounterMode(display=False) if count_flops else contextlib.nullcontext()
-        if self.device.type == "cuda":
-            synchronize(self.device)
-            before = torch.cuda.memory_allocated(self.device)
-            reset_peak(self.device)
-            with counter:
-                self.step()
-            synchronize(self.device)
-            self.peak = storage_bytes(self.resident()) + torch.cuda.max_memory_allocated(self.device) - before
-        else:
-            tracker = LiveTensorMemory()
-            with counter, tracker:
-                tracker.add(*self.resident())
-                self.step()
-            self.peak = tracker.peak
+        with counter, peak_memory(self.device, self.resident()) as peak:
+            self.step()
+        self.peak = peak["bytes"]
         return int(counter.get_total_flops()) if count_flops else None
 
 
@@ -334,16 +310,16 @@ def bench_sampling(trainer: Trainer, device: torch.device, samplers: Sequence[st
     predict(samplers[0], 1)
     cond = task.space.condition(observed)
     motion = torch.zeros(1, *cond["motion"].shape[1:], device=device)
-    t, keep = torch.full((1,), task.diffusion.num_timesteps - 1, device=device), torch.ones(1, dtype=torch.bool, device=device)
-    guidance = float(task.diffusion.cfg.guidance)
+    t = torch.full((1,), task.diffusion.num_timesteps - 1, device=device)
+    # one sampler step = one guided call (two denoiser passes when guidance is not 0 or 1)
+    denoise = GuidedDenoiser(net, cond, float(task.diffusion.cfg.guidance), 1, device)
     flops = {}
     for part, fn in (("encode", lambda: task.space.condition(observed)), ("decode", lambda: task.space.decode(cond, motion)),
-                     ("denoiser", lambda: net(motion, t, cond, keep))):
+                     ("denoiser", lambda: denoise(motion, t))):
         counter = FlopCounterMode(display=False)
         with torch.no_grad(), trainer.ctx.autocast(), counter:
             fn()
         flops[part] = int(counter.get_total_flops())
-    flops["denoiser"] *= 1 if guidance in (0.0, 1.0) else 2  # guided: conditional + unconditional pass
     with trainer.ctx.autocast():
         encode_s = min(timed(lambda: task.space.condition(observed), device) for _ in range(repeats))
         decode_s = min(timed(lambda: task.space.decode(cond, motion), device) for _ in range(repeats))
@@ -352,12 +328,11 @@ def bench_sampling(trainer: Trainer, device: torch.device, samplers: Sequence[st
         for steps in step_counts:
             peak = None
             if device.type == "cuda":
-                synchronize(device)
-                before = torch.cuda.memory_allocated(device)
-                reset_peak(device)
-            times = [timed(lambda: predict(sampler, steps), device) for _ in range(repeats)]
-            if device.type == "cuda":
-                peak = storage_bytes(resident) + torch.cuda.max_memory_allocated(device) - before
+                with peak_memory(device, resident) as measured:
+                    times = [timed(lambda: predict(sampler, steps), device) for _ in range(repeats)]
+                peak = measured["bytes"]
+            else:  # counting live tensors on the CPU slows the run: untimed, once per sampler below
+                times = [timed(lambda: predict(sampler, steps), device) for _ in range(repeats)]
             total = flops["encode"] + flops["decode"] + int(steps) * flops["denoiser"]
             rows.append({"resolution": r, "frames": task.space.frames, "cond_frames": k, "sampler": sampler,
                          "steps": int(steps), "latency_s": min(times), "latency_s_all": times,
@@ -369,13 +344,11 @@ def bench_sampling(trainer: Trainer, device: torch.device, samplers: Sequence[st
                          "peak_memory_kind": "cuda max_memory_allocated (own tensors)" if peak is not None else None})
         if device.type == "cpu" and track_memory:
             # Counting slows the run: once per sampler, at 2 steps (the multistep history exists by then).
-            tracker = LiveTensorMemory()
-            with tracker:
-                tracker.add(*resident)
+            with peak_memory(device, resident) as measured:
                 predict(sampler, min(2, min(step_counts)))
             for row in rows:
                 if row["sampler"] == sampler:
-                    row["peak_memory_bytes"] = tracker.peak
+                    row["peak_memory_bytes"] = measured["bytes"]
                     row["peak_memory_kind"] = f"live tensor storages (counted at {min(2, min(step_counts))} steps)"
     return rows
 
@@ -475,7 +448,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ddpm_parts = {"ddpm", "ddpm_clips", "sample"} - {p.split("@")[0] for p in skip if p.endswith(f"@{label}")}
         if not ({"train", "sample"} & sections) or not ddpm_parts:
             continue
-        checkpoint = first_stage_checkpoint(setup["first_stage"], fs_base, device, folder / f"first_model_{label}")
+        checkpoint = untrained_first_stage(ROOT / setup["first_stage"], folder / f"first_model_{label}.pth", fs_base)
         dd_base = [*COMMON_OVERRIDES["ddpm"], *quick_dd, f"first_model={checkpoint}", *args.ddpm_overrides]
         if args.ddpm_batch:
             dd_base.append(f"train.batch_size={args.ddpm_batch}")

@@ -107,7 +107,8 @@ class LiveTensorMemory(TorchDispatchMode):
         return out
 
 
-def _state_tensors(nets: dict, optimizers: dict) -> list[torch.Tensor]:
+def state_tensors(nets: dict, optimizers: dict) -> list[torch.Tensor]:
+    """Parameters and buffers of ``nets`` and the state of ``optimizers``: what lives across steps."""
     tensors = [t for net in nets.values() for t in [*net.parameters(), *net.buffers()]]
     for opt in optimizers.values():
         tensors += [v for state in opt.state.values() for v in state.values() if isinstance(v, torch.Tensor)]
@@ -134,7 +135,7 @@ class TrainingStep:
         self.task.training_step(self.batch, LATE_STEP, self.ctx)
 
     def state_tensors(self) -> list[torch.Tensor]:
-        return [*_state_tensors({**self.nets, **self.helpers}, self.optimizers), *tree_flatten(self.batch)[0]]
+        return [*state_tensors({**self.nets, **self.helpers}, self.optimizers), *tree_flatten(self.batch)[0]]
 
 
 def untrained_first_stage(config: str, path: Path, overrides: Sequence[str] = ()) -> Path:
@@ -149,7 +150,7 @@ def untrained_first_stage(config: str, path: Path, overrides: Sequence[str] = ()
     return path
 
 
-def _batch(cfg, task, batch_size: int, tokens: bool) -> dict:
+def random_batch(cfg, task, batch_size: int, tokens: bool) -> dict:
     """Clips ``[B, 3, T, H, W]``, or (``tokens``, the ``train.py`` path) index grids as a token folder holds."""
     if not tokens:
         frames, res = int(cfg.data.frames), int(cfg.data.resolution)
@@ -198,7 +199,7 @@ def training_step(exp: str, config: str, batch_size: int, precision: str, overri
                            if isinstance(v, torch.nn.Module) and v not in nets.values()}
                 optimizers = {name: item[0] if isinstance(item, tuple) else item
                               for name, item in task.configure_optimizers(nets, cfg).items()}
-                step = TrainingStep(cfg, task, nets, helpers, optimizers, _batch(cfg, task, batch_size, tokens),
+                step = TrainingStep(cfg, task, nets, helpers, optimizers, random_batch(cfg, task, batch_size, tokens),
                                     FakeStepContext(nets, optimizers, precision))
                 # The first step creates the optimizer state, which is live during the measured second one.
                 try:

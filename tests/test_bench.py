@@ -22,8 +22,8 @@ TINY_FS = [o for o in TINY if not o.startswith("train.batch_size")] + ["train.ba
 
 @pytest.fixture(scope="module")
 def tiny_first_model(tmp_path_factory):
-    return bench.first_stage_checkpoint(FS_CONFIG, [*bench.COMMON_OVERRIDES["first_stage"], *TINY_FS], CPU,
-                                        tmp_path_factory.mktemp("first_model"))
+    return bench.untrained_first_stage(bench.ROOT / FS_CONFIG, tmp_path_factory.mktemp("first_model") / "first.pth",
+                                       [*bench.COMMON_OVERRIDES["first_stage"], *TINY_FS])
 
 
 def ddpm_config(first_model, *extra):
