@@ -140,23 +140,13 @@ def shard_batches(count: int, batch_size: int, rank: int = 0, world_size: int = 
     return [(i, list(range(s, min(s + batch_size, count)))) for i, s in enumerate(starts) if i % world_size == rank]
 
 
-# A PredictionEvaluator holds one list entry per update() call (= per batch). Gathering those
-# entries and putting them back in global batch order rebuilds the state a single process would
-# have, so rank 0 computes the same numbers (same order, same sums; FVD/KVD on all features).
-# These two functions are the only code here that knows the evaluator's fields.
-
-def run(args: argparse.Namespace) -> dict:
+def run(args: argparse.Namespace, info: DistInfo) -> dict:
     """Predict, write the videos and ``metrics.json``; the result dict (on every rank).
 
-    Under ``torchrun`` each process evaluates its share of the batches (:func:`shard_batches`)
-    and writes those videos; rank 0 gathers the metrics and writes ``grid.png`` and
-    ``metrics.json``, the same as one process would.
+    Under ``torchrun`` (``info`` from :func:`tools.distributed.process_group`) each process
+    evaluates its share of the batches (:func:`shard_batches`) and writes those videos; rank 0
+    gathers the metrics and writes ``grid.png`` and ``metrics.json``, the same as one process would.
     """
-    with process_group(args.device) as info:
-        return _run(args, info)
-
-
-def _run(args: argparse.Namespace, info: DistInfo) -> dict:
     device = info.device
     cfg, task, predictor = load_predictor(args, device)
     k = args.cond_frames if args.cond_frames is not None else int(cfg.model.cond_frames)
@@ -266,7 +256,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     with process_group(args.device) as info:
         try:
-            result = run(args)
+            result = run(args, info)
         except ConfigError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2

@@ -262,7 +262,11 @@ class PredictionEvaluator:
 
     # ------------------------------------------------------------------ results
     def export_batches(self) -> dict:
-        """The per-batch results accumulated so far (picklable: numpy arrays and lists)."""
+        """The per-batch results accumulated so far (picklable: numpy arrays and lists).
+
+        The state holds one entry per :meth:`update` call; :meth:`load_batches` puts every rank's
+        entries back in global batch order, so one process then computes what a single-process
+        run would (same order, same sums, FVD/KVD on all features)."""
         return {"frame_values": {m: list(v) for m, v in self._frame_values.items()},
                 "feats_real": list(self._feats_real), "feats_fake": list(self._feats_fake),
                 "names": list(self._names), "shape": self._shape}
