@@ -203,7 +203,7 @@ class StepRunner:
 
     @property
     def compiled(self) -> bool:
-        return bool(OmegaConf.select(self.cfg, "train.compile", default=False))
+        return bool(self.cfg.train.compile)
 
     def step(self) -> None:
         trainer = self.trainer

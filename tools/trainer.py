@@ -387,7 +387,7 @@ class Trainer:
         if not isinstance(nets, dict) or not nets or not all(isinstance(n, nn.Module) for n in nets.values()):
             raise TypeError("TrainTask.networks() must return a non-empty dict of name -> nn.Module")
         self.nets: dict[str, nn.Module] = {name: net.to(self.device) for name, net in nets.items()}
-        if bool(OmegaConf.select(self.cfg, "train.channels_last", default=False)):
+        if self.tcfg.channels_last:
             for net in self.nets.values():
                 to_channels_last(net)
         self.train_nets: dict[str, nn.Module] = {name: self._wrap(net) for name, net in self.nets.items()}
@@ -437,7 +437,7 @@ class Trainer:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             net = DistributedDataParallel(net, device_ids=device_ids,
                                           find_unused_parameters=bool(self.tcfg.find_unused_parameters))
-        if bool(OmegaConf.select(self.cfg, "train.compile", default=False)):
+        if self.tcfg.compile:
             net = torch.compile(net)  # compiled after DDP: its bucketing splits the graphs
         return net
 
