@@ -7,6 +7,7 @@
 # NUM_SAMPLES, SAMPLE_STEPS, OUT (results/compare_<data>), DEVICE. Re-running reuses finished
 # stages. Appends '<stage> <seconds>' lines to $OUT/stage_times.txt.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib_stages.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh"
 : "${FIRST_MODEL:?set FIRST_MODEL to a first-stage checkpoint}"
 DATA=${DATA:-shapes}; RES=${RES:-64}; STEPS=${STEPS:-2000}; BATCH=${BATCH:-16}; NUM_TRAIN=${NUM_TRAIN:-2000}
@@ -14,11 +15,7 @@ NUM_VIDEOS=${NUM_VIDEOS:-64}; NUM_SAMPLES=${NUM_SAMPLES:-4}; SAMPLE_STEPS=${SAMP
 OUT=${OUT:-results/compare_${DATA}}; K=${K:-4}; DEVICE=${DEVICE:-auto}
 LR_OVERRIDE=(); [ -n "${LR:-}" ] && LR_OVERRIDE=(train.optim.lr="$LR")
 mkdir -p "$OUT"
-timed() {  # timed NAME command...: run it and append its wall time to stage_times.txt
-  local name=$1 t0=$SECONDS; shift
-  "$@"
-  echo "$name $((SECONDS - t0))" >> "$OUT/stage_times.txt"
-}
+timed() { timed_stage "$OUT/stage_times.txt" "$@"; }
 timed "extract tokens" python main.py --exp extract --first_model "$FIRST_MODEL" --data "$DATA" --out "$OUT/tokens_k$K" \
     --device "$DEVICE" model.cond_frames=$K data.shapes.num_train=$NUM_TRAIN model.splits=[train]
 rows=()
@@ -29,7 +26,7 @@ for net in s2 s1 m; do
       --id "cmp_$net" --device "$DEVICE" --auto_resume results_dir="$OUT/runs" train.max_steps=$STEPS \
       train.batch_size=$BATCH data.shapes.num_train=$NUM_TRAIN train.sample_every=$STEPS train.ckpt_every=250 \
       "${LR_OVERRIDE[@]}"
-  if [ -f "$OUT/validate_$net/metrics.json" ] && [ "$OUT/validate_$net/metrics.json" -nt "$ckpt" ]; then
+  if validation_is_current "$OUT/validate_$net" "$ckpt"; then
     echo "reusing $OUT/validate_$net (newer than $ckpt)"
   else
     timed "validate $name" python validate.py --ckpt "$ckpt" --num_videos "$NUM_VIDEOS" --num_samples "$NUM_SAMPLES" \

@@ -24,6 +24,9 @@
 #   DRY_RUN=1        print the commands ("+ ..." lines) without running anything
 # Expected GPU memory and time per stage: docs/REAL_DATASETS.md.
 
+# shellcheck source=lib_stages.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib_stages.sh"
+
 pipeline_die() {
   echo "error: $*" >&2
   exit 2
@@ -193,7 +196,7 @@ run_pipeline() {
   fi
   if pipeline_wants validate; then
     local ckpt=$DDPM_DIR/model_last.pth
-    if [ -f "$VALIDATE_DIR/metrics.json" ] && [ "$VALIDATE_DIR/metrics.json" -nt "$ckpt" ]; then
+    if validation_is_current "$VALIDATE_DIR" "$ckpt"; then
       pipeline_note "stage 5/5: $VALIDATE_DIR/metrics.json is newer than $ckpt: skipped (delete it to re-validate)"
     else
       pipeline_note "stage 5/5: validate $ckpt -> $VALIDATE_DIR"

@@ -11,6 +11,7 @@
 # DDPM_STEPS, NUM_VIDEOS, NUM_SAMPLES, DEVICE (auto|cpu|cuda). Changing a step count of a
 # finished stage continues it to the new count.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib_stages.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh"
 
 OUT=${OUT:-results/quickstart}
@@ -48,7 +49,7 @@ python train.py --config configs/ddpm/rsvp_s2_shapes32.yaml --tokens "$tokens" "
 
 stage "5/5 validate: $NUM_VIDEOS test videos x $NUM_SAMPLES samples"
 ckpt="$ddpm_dir/model_last.pth"
-if [ -f "$validate_dir/metrics.json" ] && [ "$validate_dir/metrics.json" -nt "$ckpt" ]; then
+if validation_is_current "$validate_dir" "$ckpt"; then
   echo "reusing $validate_dir (newer than $ckpt)"
 else
   python validate.py --ckpt "$ckpt" --out "$validate_dir" --num_videos "$NUM_VIDEOS" \

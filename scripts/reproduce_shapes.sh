@@ -8,6 +8,7 @@
 # whose results block is replaced; README= leaves it alone). The defaults made the committed docs/RESULTS.md.
 # Re-running reuses finished stages and resumes an interrupted one.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib_stages.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh"
 export OUT=${OUT:-results/reproduce_shapes}
 FS_STEPS=${FS_STEPS:-2000}; GAN_STEPS=${GAN_STEPS:-200}; DEVICE=${DEVICE:-auto}; DOC=${DOC:-docs/RESULTS.md}
@@ -16,12 +17,10 @@ export NUM_TRAIN=${NUM_TRAIN:-1500} STEPS=${STEPS:-1200} NUM_VIDEOS=${NUM_VIDEOS
 export DEVICE DATA=shapes RES=32 BATCH=16 LR=5e-4 K=4
 common=(--id reproduce --device "$DEVICE" --auto_resume results_dir="$OUT")
 mkdir -p "$OUT"
-t0=$SECONDS
-python main.py --exp first_stage --config configs/first_stage/moso_shapes32.yaml "${common[@]}" train.max_steps="$FS_STEPS"
-echo "first stage $((SECONDS - t0))" >> "$OUT/stage_times.txt"; t0=$SECONDS
-python main.py --exp gan --config configs/first_stage/moso_shapes32_gan.yaml "${common[@]}" \
+timed_stage "$OUT/stage_times.txt" "first stage" \
+    python main.py --exp first_stage --config configs/first_stage/moso_shapes32.yaml "${common[@]}" train.max_steps="$FS_STEPS"
+timed_stage "$OUT/stage_times.txt" "GAN fine-tune" python main.py --exp gan --config configs/first_stage/moso_shapes32_gan.yaml "${common[@]}" \
     --first_stage_folder "$OUT/first_stage_reproduce_shapes_42" train.max_steps="$GAN_STEPS" train.ckpt_every=100
-echo "GAN fine-tune $((SECONDS - t0))" >> "$OUT/stage_times.txt"
 FIRST_MODEL="$OUT/gan_reproduce_shapes_42/model_last.pth" bash scripts/compare_variants.sh
 python scripts/motion_sensitivity.py --first_model "$OUT/gan_reproduce_shapes_42/model_last.pth" | tee "$OUT/motion_sensitivity.txt"
 python scripts/write_results.py "RSVP-S2=$OUT/validate_s2/metrics.json" "RSVP-S1=$OUT/validate_s1/metrics.json" \
