@@ -13,14 +13,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageSequence
+from PIL import Image, ImageDraw
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tools.video_io import read_video, write_video  # noqa: E402
 
 HEADER = 12  # pixels of the header row, before scaling
-
-
-def read_gif(path: Path) -> list[np.ndarray]:
-    with Image.open(path) as gif:
-        return [np.asarray(frame.convert("RGB")) for frame in ImageSequence.Iterator(gif)]
 
 
 def header(width: int, labels: list[str]) -> np.ndarray:
@@ -33,7 +31,7 @@ def header(width: int, labels: list[str]) -> np.ndarray:
 
 
 def figure(gifs: list[Path], scale: int, labels: list[str]) -> list[np.ndarray]:
-    videos = [read_gif(p) for p in gifs]
+    videos = [read_video(p) for p in gifs]
     length = min(len(v) for v in videos)
     gap = np.full((2, videos[0][0].shape[1], 3), 255, np.uint8)
     frames = []
@@ -57,10 +55,7 @@ def main(argv=None) -> int:
     if not gifs:
         parser.error(f"no GIFs in {args.validate_dir}/videos (run validate.py first)")
     frames = figure(gifs, args.scale, args.labels.split(","))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    images = [Image.fromarray(f) for f in frames]
-    images[0].save(out, save_all=True, append_images=images[1:], duration=250, loop=0, optimize=True)
+    out = write_video(args.out, np.stack(frames), fps=4)
     size_kb = out.stat().st_size / 1024
     if size_kb > args.max_kb:
         out.unlink()

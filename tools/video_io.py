@@ -92,7 +92,8 @@ def write_video(path: str | Path, frames: np.ndarray | Sequence[np.ndarray], fps
         np.save(path, frames)
     elif suffix == ".gif":
         images = [Image.fromarray(f) for f in frames]
-        images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+        images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0,
+                       optimize=True)
     elif suffix == ".png":
         Image.fromarray(frames[0]).save(path)
     else:
