@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from scripts.results_table import table  # noqa: E402
 from tools.hardware import machine_description as machine  # noqa: E402
+from tools.train_logging import read_metrics  # noqa: E402
 
 
 TRAINING_LINE = re.compile(r"training [\w, ]+ \((?P<params>[\d,]+) parameters\).* batch (?P<batch>\d+)/process")
@@ -41,13 +42,10 @@ def training_budget(run_dir: Path) -> dict:
                 info["parameters"], info["batch"] = found.group("params"), found.group("batch")
                 break
     seconds, last_step = 0.0, 0
-    metrics = run_dir / "metrics.jsonl"
-    if metrics.is_file():
-        for line in metrics.read_text().splitlines():
-            record = json.loads(line)
-            if "time/step" in record:
-                seconds += record["time/step"] * (record["step"] - last_step)
-                last_step = record["step"]
+    for record in read_metrics(run_dir / "metrics.jsonl"):
+        if "time/step" in record:
+            seconds += record["time/step"] * (record["step"] - last_step)
+            last_step = record["step"]
     info["steps"], info["train_minutes"] = last_step, seconds / 60
     return info
 
