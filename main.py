@@ -1,20 +1,22 @@
 """Entry point for every stage: ``python main.py --exp EXP [options] [key=value ...]``.
 
 Stages are looked up in the experiment registry (tools/registry.py); this file only parses the
-command line, builds and validates the config, and prepares the run folder.
+command line, builds and validates the config, and prepares (and locks) the run folder. Every
+user error, wherever it is found, is a ConfigError: one ``error:`` line and exit status 2.
 """
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from tools.checkpoint import last_checkpoint_path
-from tools.config import ConfigError
-from tools.registry import experiment_config, get_experiment
-from tools.run_dir import prepare_run_dir, remove_unstarted_run_dir, run_dir_for
+from tools.checkpoint import has_checkpoint, remove_partial_writes
+from tools.config import ConfigError, RunConfig, check_device, describe_config
+from tools.registry import experiment_config, get_experiment, load_experiments
+from tools.run_dir import (RunDirBusy, is_main_process, prepare_run_dir, remove_unstarted_run_dir, run_dir_for,
+                           run_dir_lock, run_started)
 
 # Flags that are shorthands for config keys; they override the YAML file.
 FLAG_TO_KEY = {
@@ -30,26 +32,48 @@ FLAG_TO_KEY = {
 }
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the epilog's line breaks (the list of experiments)."""
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The options of every training command (main.py, train.py); flag defaults come from the config."""
+    defaults = RunConfig()
+    parser.add_argument("--data", help=f"dataset: shapes | ucf101 | sky | videofolder | mmnist "
+                                       f"(data.name; default: the config's, else {defaults.data.name})")
+    parser.add_argument("--data_path", help="dataset root folder (data.path; not needed for shapes)")
+    parser.add_argument("--id", help=f"run name (default {defaults.id}); the run folder is "
+                                     "{results_dir}/{exp}_{id}_{data}_{seed}")
+    parser.add_argument("--seed", type=int, help=f"random seed (default: the config's, else {defaults.seed})")
+    parser.add_argument("--batch_size", type=int, help="batch size per process (train.batch_size; default: the config's)")
+    parser.add_argument("--first_stage_folder", help="run folder of a first-stage model to continue from (--exp gan)")
+    parser.add_argument("--first_model", help="first-stage checkpoint .pth (--exp gan, ddpm, extract)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in its existing folder; see docs/USAGE.md for what may change")
+    parser.add_argument("--auto_resume", action="store_true",
+                        help="continue the run if it was started, else start it (for scripts that may re-run)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"],
+                        help=f"where to run (default: the config's, else {defaults.device}: a GPU if there is one)")
+    parser.add_argument("--out", help="output folder, for experiments that write one (extract)")
+    parser.add_argument("--print_config", action="store_true",
+                        help="print the resolved config (each key's type, default and doc) and exit")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="config overrides, e.g. train.max_steps=2000 data.frames=16")
+
+
+def experiments_epilog() -> str:
+    lines = [f"  {e.name:<12} {e.description}" for e in sorted(load_experiments().values(), key=lambda e: e.name)]
+    return ("experiments (--exp):\n" + "\n".join(lines) + "\n\nAny config key can be overridden as key=value; "
+            "--print_config lists them all. Run folders, resuming and errors: docs/USAGE.md.")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="RSVP: train and run the stages of semantic latent video diffusion.",
-        epilog="Any config key can be overridden as key=value, e.g. train.max_steps=2000 data.frames=16.",
-    )
-    parser.add_argument("--exp", required=True, help="experiment to run (see the registry; e.g. first_stage)")
-    parser.add_argument("--config", help="YAML config (default: the experiment's own)")
-    parser.add_argument("--data", help="dataset name: shapes | ucf101 | sky | videofolder | mmnist")
-    parser.add_argument("--data_path", help="dataset root folder (not needed for shapes)")
-    parser.add_argument("--id", help="run name; the run folder is results/{exp}_{id}_{data}_{seed}")
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--batch_size", type=int, help="batch size per process")
-    parser.add_argument("--first_stage_folder", help="run folder of a first-stage model to continue from")
-    parser.add_argument("--first_model", help="first-stage checkpoint (.pth)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in the existing run folder")
-    parser.add_argument("--auto_resume", action="store_true",
-                        help="continue the run if its folder exists, else start it (for scripts that may re-run)")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--out", help="output folder, for experiments that write one (extract)")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+        epilog=experiments_epilog(), formatter_class=HelpFormatter)
+    parser.add_argument("--exp", required=True, metavar="EXP", help="experiment to run (listed below)")
+    parser.add_argument("--config", help="YAML config (default: the experiment's own, under configs/)")
+    add_run_options(parser)
     return parser
 
 
@@ -59,32 +83,65 @@ def config_from_args(args: argparse.Namespace, prepare: bool = False) -> DictCon
     return experiment_config(args.exp, args.config, [*args.overrides, *flags], prepare=prepare)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_intermixed_args(argv)
+def print_config(args: argparse.Namespace) -> None:
+    """The fully resolved config with each key's type, schema default and doc."""
+    cfg = config_from_args(args, prepare=False)
+    schema = OmegaConf.structured(RunConfig(exp=args.exp, model=get_experiment(args.exp).model_schema()))
+    print(f"# --exp {args.exp}, config {args.config or 'default'}: key: value  # type, default; doc")
+    print(describe_config(cfg, schema))
+
+
+def run_experiment(args: argparse.Namespace) -> int:
+    """Build the config, prepare and lock the run folder, run the stage. Raises ConfigError on user errors."""
+    experiment = get_experiment(args.exp)
+    if args.print_config:
+        print_config(args)
+        return 0
+    cfg = config_from_args(args, prepare=True)
+    check_device(cfg.device)  # also when set in the YAML file or as device=...
+    run_dir = run_dir_for(cfg)
+    if not experiment.uses_run_dir:
+        return int(experiment.run(cfg, run_dir=run_dir, resume=False) or 0)
+    started = run_started(run_dir)  # a folder with nothing but config.yaml never started
+    resume = started if args.auto_resume else args.resume
+    prepare_run_dir(cfg, resume)
     try:
-        experiment = get_experiment(args.exp)
-        cfg = config_from_args(args, prepare=True)
-        fresh = not run_dir_for(cfg).exists()
-        if args.auto_resume:
-            args.resume = not fresh
-        run_dir = prepare_run_dir(cfg, args.resume) if experiment.uses_run_dir else run_dir_for(cfg)
-        # The stage continues only from a checkpoint: a folder left by a crash before the first one
-        # starts over with its full set-up (the GAN's first-stage weights, the DDPM's latent scale).
-        # Under torchrun every rank decides alike: no rank can write a checkpoint before all ranks
-        # have passed this line (joining the process group waits for every rank).
-        continuing = args.resume and last_checkpoint_path(run_dir).is_file()
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    try:
-        return int(experiment.run(cfg, run_dir=run_dir, resume=continuing) or 0)
-    except ConfigError as err:
+        with run_dir_lock(run_dir):
+            for path in remove_partial_writes(run_dir) if is_main_process() else []:
+                print(f"note: removed {path.name}, left by a write that was interrupted", file=sys.stderr)
+            # The stage continues only from a checkpoint: a folder left by a crash before the first one
+            # starts over with its full set-up (the GAN's first-stage weights, the DDPM's latent scale).
+            # Under torchrun every rank decides alike: no rank can write a checkpoint before all ranks
+            # have passed this line (joining the process group waits for every rank).
+            continuing = resume and has_checkpoint(run_dir)
+            return int(experiment.run(cfg, run_dir=run_dir, resume=continuing) or 0)
+    except RunDirBusy:
+        raise  # the folder belongs to the process that holds it
+    except ConfigError:
         # A problem found while setting the stage up (missing weights, bad checkpoint): leave no
         # half-made run folder behind, so that the corrected command does not need --resume.
-        if fresh and experiment.uses_run_dir:
+        if not started:
             remove_unstarted_run_dir(run_dir)
+        raise
+
+
+def run_cli(args: argparse.Namespace, setup: Optional[Callable[[argparse.Namespace], None]] = None) -> int:
+    """The one place a user error becomes one ``error:`` line and exit status 2.
+
+    ``setup(args)`` completes the arguments first (train.py: defaults read from the token folder).
+    """
+    try:
+        check_device(args.device)  # before anything is read or created
+        if setup is not None:
+            setup(args)
+        return run_experiment(args)
+    except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    return run_cli(build_parser().parse_intermixed_args(argv))
 
 
 if __name__ == "__main__":

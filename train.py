@@ -17,33 +17,45 @@ import sys
 from typing import Optional, Sequence
 
 import main
+from tools.config import ConfigError
 from tools.tokens import read_meta
 
 
-def main_cli(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description="Train the latent DDPM from pre-extracted tokens "
-                                                 "(all other options as in main.py).", add_help=True)
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Train the latent DDPM (--exp ddpm) from pre-extracted tokens.",
+        epilog="Any config key can be overridden as key=value; --print_config lists them all.",
+        formatter_class=main.HelpFormatter)
     parser.add_argument("--config", required=True, help="a configs/ddpm/*.yaml")
-    parser.add_argument("--tokens", required=True, help="token folder from --exp extract with model.cond_frames=K")
-    args, rest = parser.parse_known_args(argv)
+    parser.add_argument("--tokens", required=True,
+                        help="token folder from main.py --exp extract with model.cond_frames=K (prediction pairs)")
+    main.add_run_options(parser)
+    return parser
+
+
+def token_defaults(args: argparse.Namespace) -> None:
+    """``--first_model`` and the dataset default to the ones the tokens were extracted with."""
     try:
         meta = read_meta(args.tokens)
     except FileNotFoundError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        raise ConfigError(str(err)) from None
     if meta.get("cond_frames", 0) == 0:
-        print(f"error: {args.tokens} holds plain clip tokens; the second stage needs prediction pairs: re-extract "
-              f"with model.cond_frames=K (the observed frames of your DDPM config)", file=sys.stderr)
-        return 2
-    defaults = []
-    if "--first_model" not in rest:
-        defaults += ["--first_model", meta["checkpoint"]]
+        raise ConfigError(f"{args.tokens} holds plain clip tokens; the second stage needs prediction pairs: "
+                          "re-extract with model.cond_frames=K (the observed frames of your DDPM config)")
+    if args.first_model is None:
+        args.first_model = meta["checkpoint"]
     data = meta["identity"]["data"]
-    if "--data" not in rest:
-        defaults += ["--data", data["name"]]
-        if data.get("path") and "--data_path" not in rest:
-            defaults += ["--data_path", data["path"]]
-    return main.main(["--exp", "ddpm", "--config", args.config, *defaults, *rest, f"model.tokens={args.tokens}"])
+    if args.data is None:
+        args.data = data["name"]
+        if data.get("path") and args.data_path is None:
+            args.data_path = data["path"]
+
+
+def main_cli(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_intermixed_args(argv)
+    args.exp = "ddpm"
+    args.overrides = [*args.overrides, f"model.tokens={args.tokens}"]
+    return main.run_cli(args, setup=token_defaults)
 
 
 if __name__ == "__main__":

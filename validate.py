@@ -36,8 +36,8 @@ from tqdm import tqdm
 
 from evaluation.protocol import EvalProtocol, PredictionEvaluator, copy_last_frame_baseline
 from models.latent_space import pseudo_clip
-from tools.checkpoint import CheckpointError, load_checkpoint, load_net_state
-from tools.config import ConfigError
+from tools.checkpoint import load_checkpoint, load_net_state
+from tools.config import ConfigError, check_device
 from tools.datasets import build_dataset
 from tools.distributed import DistInfo, broadcast_object, gather_objects, process_group
 from tools.experiments.ddpm import DDPMTask, load_latent_space
@@ -47,27 +47,31 @@ from tools.video_io import frame_strip, to_uint8, write_video
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Sample predicted frames from a second-stage checkpoint; write "
-                                            "GIF/NPY/MP4/PNG and metrics.json (with the copy-last-frame baseline).")
+                                            "GIF/NPY/MP4/PNG and metrics.json (with the copy-last-frame baseline "
+                                            "and the first-stage ceiling).")
     p.add_argument("--ckpt", required=True, help="second-stage checkpoint (results/ddpm_.../model_last.pth)")
+    p.add_argument("--out", required=True, help="output folder for videos/, grid.png and metrics.json")
     p.add_argument("--data", help="dataset (default: the one the model was trained on)")
     p.add_argument("--data_path", help="dataset root (default: the training one)")
-    p.add_argument("--split", default="test", choices=["train", "test"])
-    p.add_argument("--num_videos", type=int, default=64)
-    p.add_argument("--num_samples", type=int, default=1, help="samples per video (best-of-N and mean are reported)")
+    p.add_argument("--split", default="test", choices=["train", "test"], help="split to predict (default: %(default)s)")
+    p.add_argument("--num_videos", type=int, default=64,
+                   help="first N videos of the split; capped at its size (default: %(default)s)")
+    p.add_argument("--num_samples", type=int, default=1,
+                   help="samples per video; best-of-N and mean are reported (default: %(default)s)")
     p.add_argument("--cond_frames", type=int, help="observed frames (default: the model's)")
     p.add_argument("--pred_frames", type=int, help="predicted frames (default: one clip; longer rolls out)")
     p.add_argument("--sampler", choices=["ddpm", "ddim", "dpm"], help="default: the model config's")
     p.add_argument("--steps", type=int, help="sampling steps (default: the model config's)")
     p.add_argument("--guidance", type=float, help="classifier-free guidance weight (default: the config's)")
     p.add_argument("--snap", choices=["on", "off"], help="snap sampled motion to the codebook (default: config)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch_size", type=int, default=8)
-    p.add_argument("--metrics", default="psnr,ssim,lpips,fvd,kvd")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed; same seed, same output (default: %(default)s)")
+    p.add_argument("--batch_size", type=int, default=8, help="videos per batch (default: %(default)s)")
+    p.add_argument("--metrics", default="psnr,ssim,lpips,fvd,kvd", help="comma-separated (default: %(default)s)")
     p.add_argument("--i3d", help="i3d_torchscript.pt for FVD/KVD (default: $RSVP_I3D or ~/.cache/rsvp/)")
     p.add_argument("--raw_weights", action="store_true", help="sample with the raw weights instead of the EMA")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--num_workers", type=int, default=0)
-    p.add_argument("--out", required=True)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="auto: a GPU if there is one (default: %(default)s)")
+    p.add_argument("--num_workers", type=int, default=0, help="data loader workers (default: %(default)s)")
     return p
 
 
@@ -103,13 +107,8 @@ def first_stage_ceiling(task: DDPMTask, observed: torch.Tensor, future: torch.Te
 
 
 def load_predictor(args: argparse.Namespace, device: torch.device):
-    try:
-        state = load_checkpoint(args.ckpt)
-    except CheckpointError as err:
-        raise ConfigError(str(err)) from None
+    state = load_checkpoint(args.ckpt, exps=("ddpm",))
     cfg = OmegaConf.create(state["config"])
-    if "diffusion" not in (cfg.get("model") or {}):
-        raise ConfigError(f"{args.ckpt} is not a second-stage (ddpm) checkpoint")
     space = load_latent_space(cfg, scale=float(state["task"]["scale"]))
     task = DDPMTask(cfg, space)
     task.net.load_state_dict(load_net_state(state, "model", ema=False if args.raw_weights else None))
@@ -164,6 +163,9 @@ def run(args: argparse.Namespace, info: DistInfo) -> dict:
     data.frames = k + p
     dataset = build_dataset(data, args.split, cfg.seed)
     count = min(args.num_videos, len(dataset))
+    if count < args.num_videos and info.is_main:
+        print(f"note: --num_videos {args.num_videos} capped at {count}, the size of the {args.split} split",
+              file=sys.stderr)
     mine = shard_batches(count, args.batch_size, info.rank, info.world_size)
     loader = DataLoader(Subset(dataset, range(count)), batch_sampler=[indices for _, indices in mine],
                         num_workers=args.num_workers, worker_init_fn=init_worker)
@@ -254,14 +256,15 @@ def print_summary(result: dict, out: str) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    with process_group(args.device) as info:
-        try:
+    try:
+        check_device(args.device)  # before anything is created
+        with process_group(args.device) as info:
             result = run(args, info)
-        except ConfigError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        if info.is_main:
-            print_summary(result, args.out)
+            if info.is_main:
+                print_summary(result, args.out)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from evaluation.protocol import ALL_METRICS, EvalProtocol, PredictionEvaluator, parse_metrics
+from tools.config import check_device
 from tools.video_io import IMAGE_SUFFIXES, VIDEO_SUFFIXES, from_uint8, natural_key, read_video
 
 MEDIA_SUFFIXES = tuple(VIDEO_SUFFIXES) + (".npy",)
@@ -239,7 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="metrics.json", help="JSON output (default: %(default)s)")
     p.add_argument("--curves", default=None, help="per-horizon plot (default: <out>_curves.png)")
     p.add_argument("--batch_size", type=int, default=8, help="videos loaded at a time")
-    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
+    p.add_argument("--device", default=None, choices=["cpu", "cuda"],
+                   help="cuda or cpu (default: cuda if available)")
     p.add_argument("--per_video", action="store_true", help="also store every video's values in the JSON")
     p.add_argument("--kvd_seed", type=int, default=0)
     return p
@@ -248,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        check_device(args.device)  # before anything is read or written
         metrics = parse_metrics(args.metrics)
         if args.cond_frames < 0:
             raise DataMismatchError("--cond_frames must be >= 0")

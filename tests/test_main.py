@@ -5,12 +5,14 @@ import pytest
 from omegaconf import OmegaConf
 
 import main
+from tools.config import ConfigError
 from tools.registry import EXPERIMENTS, Experiment, register_experiment
 
 
 @dataclass
 class ProbeModel:
     width: int = 4
+    fail: bool = False  # raise a ConfigError during set-up, before writing anything
 
 
 CALLS: list = []
@@ -18,6 +20,9 @@ CALLS: list = []
 
 def _run(cfg, run_dir, resume):
     CALLS.append((cfg, run_dir, resume))
+    if cfg.model.fail:
+        raise ConfigError("probe set-up failed")
+    (run_dir / "log.txt").write_text("a run was here\n")  # what a started run leaves
     return 0
 
 

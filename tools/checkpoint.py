@@ -25,18 +25,29 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import zipfile
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import torch
+from omegaconf import OmegaConf
+
+from tools.config import ConfigError
 
 FORMAT = "rsvp-train-v1"
 LAST_NAME = "model_last.pth"
 _STEP_RE = re.compile(r"^model_(\d+)\.pth$")
+# Temporary files of atomic writes (``.{name}.tmp{pid}``, ``config.yaml.tmp``) that a kill left behind.
+_PARTIAL_RE = re.compile(r"^(\..+\.tmp\d+|config\.yaml\.tmp)$")
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's archive format
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, unreadable or lacks what was asked of it."""
+class CheckpointError(ConfigError):
+    """A checkpoint is missing, unreadable or lacks what was asked of it (a user error: exit status 2)."""
+
+    def __init__(self, message: str, reason: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.reason = reason or message  # the why, without the path (for lists of damaged files)
 
 
 def step_checkpoint_path(run_dir: str | Path, step: int) -> Path:
@@ -114,18 +125,98 @@ def save_run_checkpoint(run_dir: str | Path, step: int, state: dict[str, Any], k
     return path
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a training checkpoint (``weights_only`` unpickling: tensors and plain containers only)."""
+def unreadable_reason(path: Path, err: BaseException) -> str:
+    """Why ``torch.load`` failed on ``path``, in words (torch's own message is pages of hints)."""
+    size = path.stat().st_size
+    if size == 0:
+        return "the file is empty (0 bytes): a copy or a write that never finished"
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if head == _ZIP_MAGIC and not zipfile.is_zipfile(path):
+        return f"the file is truncated or damaged ({size:,} bytes, the end of its archive is missing)"
+    if "weights only load failed" in str(err).lower() and (head == _ZIP_MAGIC or head[:1] == b"\x80"):
+        return "it holds Python objects besides tensors and plain containers (refused: loading them could run code)"
+    if head != _ZIP_MAGIC and head[:1] != b"\x80":
+        return "it is not a PyTorch checkpoint (not a torch.save file)"
+    first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    return f"the file is damaged ({first_line})"
+
+
+def checkpoint_exp(state: dict[str, Any]) -> Optional[str]:
+    """The ``--exp`` a training checkpoint was written by (None if its config does not say)."""
+    try:
+        return OmegaConf.create(state.get("config", "")).get("exp")
+    except Exception:  # a config that no longer parses names no stage
+        return None
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", *,
+                    exps: Optional[Sequence[str]] = None) -> dict[str, Any]:
+    """Read a training checkpoint (``weights_only`` unpickling: tensors and plain containers only).
+
+    ``exps``: the experiments whose checkpoints are accepted (e.g. ``("first_stage", "gan")``), so
+    that a checkpoint of another stage is named as such instead of failing on a missing key later.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:
-        raise CheckpointError(f"could not read checkpoint {path}: {err}") from err
+        reason = unreadable_reason(path, err)
+        raise CheckpointError(f"could not read checkpoint {path}: {reason}", reason) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not an RSVP training checkpoint (expected format '{FORMAT}')")
+        raise CheckpointError(f"{path} is not an RSVP training checkpoint (expected format '{FORMAT}')",
+                              "not an RSVP training checkpoint")
+    exp = checkpoint_exp(state)
+    if exps is not None and exp not in exps:
+        raise CheckpointError(f"{path} is a checkpoint of --exp {exp}; this needs one of --exp {' or '.join(exps)}")
     return state
+
+
+def has_checkpoint(run_dir: str | Path) -> bool:
+    """Whether a run folder holds any checkpoint (``model_last.pth`` or a ``model_{step}.pth``)."""
+    return last_checkpoint_path(run_dir).is_file() or bool(list_step_checkpoints(run_dir))
+
+
+def find_resume_checkpoint(run_dir: str | Path) -> tuple[Path, dict[str, Any], list[str]]:
+    """The checkpoint a run resumes from: ``model_last.pth``, else the newest intact ``model_{step}.pth``.
+
+    Returns ``(path, state, notes)``; the notes say which damaged files were passed over and why.
+    A run whose every checkpoint is damaged is a CheckpointError listing the reasons.
+    """
+    run_dir = Path(run_dir)
+    candidates = [last_checkpoint_path(run_dir)] + [p for _, p in reversed(list_step_checkpoints(run_dir))]
+    damaged: list[str] = []
+    for path in candidates:
+        if not path.is_file():
+            continue
+        try:
+            state = load_checkpoint(path)
+        except CheckpointError as err:
+            damaged.append(f"{path.name}: {err.reason}")
+            continue
+        notes = [f"resume: passed over {'; '.join(damaged)}; using {path.name} (step {state['step']}), "
+                 "the newest intact checkpoint"] if damaged else []
+        return path, state, notes
+    if damaged:
+        raise CheckpointError(f"no intact checkpoint to resume in {run_dir} ({'; '.join(damaged)}); "
+                              "move the folder away and start the run again without --resume")
+    raise CheckpointError(f"no checkpoint to resume in {run_dir}")
+
+
+def remove_partial_writes(run_dir: str | Path) -> list[Path]:
+    """Delete the temporary files of checkpoint/config writes that were killed; returns them.
+
+    Call only while holding the run folder's lock (a running writer's temporary is not partial).
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    partial = [p for p in run_dir.iterdir() if _PARTIAL_RE.match(p.name) and p.is_file()]
+    for path in partial:
+        path.unlink(missing_ok=True)
+    return partial
 
 
 def load_net_state(path_or_state: str | Path | dict[str, Any], name: str = "model", *, ema: Optional[bool] = None,

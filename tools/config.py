@@ -9,9 +9,12 @@ the CLIs turn it into exit status 2.
 from __future__ import annotations
 
 import difflib
+import fnmatch
+import inspect
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -207,6 +210,48 @@ def _merge_file(cfg: DictConfig, path: Path, seen: tuple[Path, ...]) -> DictConf
     return _merge(cfg, from_file, str(path))
 
 
+# Value ranges the schema's types cannot express: (key, test, what is required).
+_VALUE_CHECKS: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+    ("train.batch_size", lambda v: v >= 1, "at least 1"),
+    ("train.max_steps", lambda v: v >= 0, "0 or more"),
+    ("train.log_every", lambda v: v >= 1, "at least 1"),
+    ("train.ckpt_every", lambda v: v >= 0, "0 (only at the end) or more"),
+    ("train.sample_every", lambda v: v >= 0, "0 (never) or more"),
+    ("train.keep_last", lambda v: v >= 0, "0 or more"),
+    ("train.grad_clip", lambda v: v >= 0, "0 (off) or more"),
+    ("train.ema_decay", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("train.precision", lambda v: v in ("auto", "fp32", "bf16", "fp16"), "auto, fp32, bf16 or fp16"),
+    ("train.optim.name", lambda v: str(v).lower() in ("adam", "adamw"), "adam or adamw"),
+    ("train.optim.lr", lambda v: v > 0, "positive"),
+    ("train.optim.warmup_steps", lambda v: v >= 0, "0 or more"),
+    ("train.optim.schedule", lambda v: v in ("constant", "cosine"), "constant or cosine"),
+    ("data.frames", lambda v: v >= 1, "at least 1"),
+    ("data.resolution", lambda v: v >= 1, "at least 1"),
+    ("data.frame_stride", lambda v: v >= 1, "at least 1"),
+    ("data.num_workers", lambda v: v >= 0, "0 or more"),
+)
+
+
+def check_values(cfg: DictConfig) -> None:
+    """Raise ConfigError on the first out-of-range value, before any folder or model is made."""
+    for key, ok, required in _VALUE_CHECKS:
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is not None and not ok(value):
+            raise ConfigError(f"{key} must be {required}, got {value!r}")
+
+
+def check_device(device: Optional[str]) -> None:
+    """Raise ConfigError when ``device`` (auto | cpu | cuda | cuda:N) cannot be used on this machine."""
+    if device is None:
+        return
+    from tools.distributed import resolve_device  # imports torch: only when a device is checked
+
+    try:
+        resolve_device(str(device))
+    except (RuntimeError, ValueError) as err:
+        raise ConfigError(f"--device {device}: {err}") from None
+
+
 def save_config(cfg: DictConfig, path: str | Path) -> None:
     """Write the fully resolved config as YAML (atomically)."""
     path = Path(path)
@@ -215,18 +260,97 @@ def save_config(cfg: DictConfig, path: str | Path) -> None:
     tmp.replace(path)
 
 
+def _leaves(node: Any, prefix: str = "") -> dict[str, Any]:
+    """``{dotted_key: value}`` of every leaf of a plain (container) config."""
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for k, v in node.items():
+            out.update(_leaves(v, f"{prefix}{k}."))
+        return out
+    return {prefix.rstrip("."): node}
+
+
 def config_diff(old: DictConfig, new: DictConfig) -> dict[str, tuple[Any, Any]]:
     """Leaf values that differ between two configs: ``{dotted_key: (old, new)}``."""
-    old_c = OmegaConf.to_container(old, resolve=True)
-    new_c = OmegaConf.to_container(new, resolve=True)
-
-    def leaves(node: Any, prefix: str = "") -> dict[str, Any]:
-        if isinstance(node, dict):
-            out: dict[str, Any] = {}
-            for k, v in node.items():
-                out.update(leaves(v, f"{prefix}{k}."))
-            return out
-        return {prefix.rstrip("."): node}
-
-    a, b = leaves(old_c), leaves(new_c)
+    a = _leaves(OmegaConf.to_container(old, resolve=True))
+    b = _leaves(OmegaConf.to_container(new, resolve=True))
     return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+
+
+# Keys a resumed run may change (fnmatch patterns; docs/USAGE.md). They take effect: the Trainer
+# rebuilds optimizers and LR schedules from the config and keeps only their moments and step counts
+# from the checkpoint. Every other key (architecture, data geometry, losses, seed) is fixed by it.
+RESUMABLE_KEYS = (
+    "train.max_steps", "train.log_every", "train.ckpt_every", "train.sample_every", "train.keep_last",
+    "train.batch_size", "train.precision", "train.grad_clip", "train.ema_decay", "*.optim.*",
+    "train.compile", "train.channels_last", "train.find_unused_parameters",
+    "data.path", "data.num_workers", "data.cache_dir", "device", "results_dir", "out", "model.eval_clips",
+)
+
+
+def resume_changes(saved: DictConfig, new: DictConfig, source: str = "the checkpoint") -> dict[str, tuple[Any, Any]]:
+    """The keys that ``new`` changes against the ``saved`` config of a run being resumed.
+
+    Raises ConfigError naming every changed key outside :data:`RESUMABLE_KEYS` (a different
+    architecture cannot load the saved weights). Keys the saved config lacks (added to the schema
+    since) are not changes.
+    """
+    old = _leaves(OmegaConf.to_container(saved, resolve=True))
+    cur = _leaves(OmegaConf.to_container(new, resolve=True))
+    changed = {k: (old[k], cur.get(k)) for k in sorted(old) if k in cur and old[k] != cur[k]}
+    fixed = {k: v for k, v in changed.items() if not any(fnmatch.fnmatchcase(k, p) for p in RESUMABLE_KEYS)}
+    if fixed:
+        listed = ", ".join(f"{k} ({a!r} -> {b!r})" for k, (a, b) in fixed.items())
+        raise ConfigError(f"--resume cannot change {listed}: fixed by {source}. Resume with the run's own values, "
+                          "or start a new run (--id NEW); keys that may change on resume: docs/USAGE.md")
+    return changed
+
+
+def field_docs(schema: type) -> dict[str, str]:
+    """One-line docs of a dataclass's fields: the comment on each field's line, or the comment lines above it."""
+    try:
+        lines = inspect.getsource(schema).splitlines()[1:]
+    except (OSError, TypeError):
+        return {}
+    docs: dict[str, str] = {}
+    above: list[str] = []
+    for line in lines:
+        text = line.strip()
+        if text.startswith("#"):
+            above.append(text.lstrip("#").strip())
+            continue
+        match = re.match(r"^\s+(\w+)\s*:[^#]*(?:#\s*(.*))?$", line)
+        if match and not text.startswith(("def ", "@", "return ")):
+            docs[match.group(1)] = match.group(2) or " ".join(above)
+        above = []
+    return docs
+
+
+def _type_name(node: Any) -> str:
+    ref = getattr(node._metadata, "ref_type", Any)
+    name = getattr(ref, "__name__", None) if not getattr(ref, "__args__", None) else None
+    return name or str(ref).replace("typing.", "")
+
+
+def describe_config(cfg: DictConfig, defaults: DictConfig) -> str:
+    """Every leaf of ``cfg`` as ``key: value  # type, default: D; doc`` (the schemas' field comments)."""
+    lines: list[str] = []
+
+    def walk(node: DictConfig, default: Any, prefix: str) -> None:
+        schema = OmegaConf.get_type(node)
+        docs = field_docs(schema) if schema not in (None, dict) else {}
+        for key in node.keys():
+            child = node._get_node(key)
+            dotted = f"{prefix}{key}"
+            child_default = OmegaConf.select(default, str(key), default=None) if isinstance(default, DictConfig) else None
+            if isinstance(child, DictConfig) and not child._is_none():
+                walk(child, child_default, dotted + ".")
+                continue
+            value = OmegaConf.to_container(child, resolve=True) if isinstance(child, ListConfig) else child._value()
+            if isinstance(child_default, ListConfig):
+                child_default = OmegaConf.to_container(child_default)
+            doc = docs.get(str(key), "")
+            lines.append(f"{dotted}: {value!r}  # {_type_name(child)}, default {child_default!r}" + (f"; {doc}" if doc else ""))
+
+    walk(cfg, defaults, "")
+    return "\n".join(lines)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from tools.config import ConfigError, RunConfig, build_config
+from tools.config import ConfigError, RunConfig, build_config, check_values
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,25 @@ def experiment_config(exp: str, config_path: Optional[str | Path] = None, overri
     experiment's ``prepare_config`` applied as well (it may read checkpoints)."""
     experiment = get_experiment(exp)
     path = config_path if config_path is not None else resolve_default_config(experiment)
-    cfg = build_config(RunConfig(exp=exp, model=experiment.model_schema()), path, list(overrides))
+    try:
+        cfg = build_config(RunConfig(exp=exp, model=experiment.model_schema()), path, list(overrides))
+    except ConfigError:
+        if path is not None:
+            _check_stage_of_file(experiment, path)
+        raise
+    check_values(cfg)
     if prepare and experiment.prepare_config is not None:
         experiment.prepare_config(cfg)
     return cfg
+
+
+def _check_stage_of_file(experiment: Experiment, path: str | Path) -> None:
+    """A config file that another stage's schema accepts is named as that stage's (not 'unknown key')."""
+    others = [e for e in EXPERIMENTS.values() if e.model_schema is not experiment.model_schema]
+    for other in others:
+        try:
+            build_config(RunConfig(exp=other.name, model=other.model_schema()), path)
+        except ConfigError:
+            continue
+        raise ConfigError(f"{path} is a config for --exp {other.name}, not for --exp {experiment.name}: "
+                          f"pass --exp {other.name}, or a config of the {experiment.name} stage")

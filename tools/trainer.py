@@ -108,9 +108,9 @@ from torch.utils.data import default_collate
 from tqdm import tqdm
 
 from models.ema import EMA
-from tools.checkpoint import (FORMAT, CheckpointError, last_checkpoint_path, load_checkpoint,
-                              save_run_checkpoint)
-from tools.config import config_diff, save_config
+from tools.checkpoint import (FORMAT, CheckpointError, find_resume_checkpoint, has_checkpoint,
+                              last_checkpoint_path, load_checkpoint, save_run_checkpoint)
+from tools.config import ConfigError, resume_changes, save_config
 from tools.distributed import all_gather_objects, get_rank, get_world_size, is_distributed, resolve_device
 from tools.loader import build_loader
 from tools.seeding import rng_state, seed_everything, set_rng_state
@@ -416,14 +416,16 @@ class Trainer:
         task.setup(self.ctx)
 
         last = last_checkpoint_path(self.run_dir)
-        if resume:
-            path = last if resume is True else Path(resume)
-            if path.is_file():
-                self.load_checkpoint(path)
-            elif resume is True:
-                self._notes.append(f"resume: no checkpoint at {path}, starting from scratch")
-            else:
-                raise CheckpointError(f"resume checkpoint not found: {path}")
+        if resume is True and has_checkpoint(self.run_dir):
+            path, state, notes = find_resume_checkpoint(self.run_dir)  # passes over damaged files
+            self._notes.extend(notes)
+            self.load_checkpoint(path, state)
+        elif resume is True:
+            self._notes.append(f"resume: no checkpoint in {self.run_dir}, starting from scratch")
+        elif resume:
+            if not Path(resume).is_file():
+                raise CheckpointError(f"resume checkpoint not found: {resume}")
+            self.load_checkpoint(resume)
         elif last.is_file():
             raise FileExistsError(f"{self.run_dir} already holds a run ({last.name}); resume it (resume=True / "
                                   "--resume) or choose another run id / results_dir")
@@ -471,29 +473,30 @@ class Trainer:
         self._last_checkpoint = path or last_checkpoint_path(self.run_dir)
         return path
 
-    def load_checkpoint(self, path: str | Path) -> None:
-        """Restore everything from a checkpoint; RNG states are applied when :meth:`fit` starts."""
+    def load_checkpoint(self, path: str | Path, state: Optional[dict[str, Any]] = None) -> None:
+        """Restore everything from a checkpoint; RNG states are applied when :meth:`fit` starts.
+
+        The config may change only keys of :data:`tools.config.RESUMABLE_KEYS` (else ConfigError,
+        before anything is loaded); optimizer and LR-schedule settings of this config take effect.
+        """
         path = Path(path)
-        state = load_checkpoint(path, map_location="cpu")
+        state = load_checkpoint(path, map_location="cpu") if state is None else state
+        changes = self._check_resume_config(state, path)
         for name, net in self.nets.items():
             if name not in state["nets"]:
                 raise CheckpointError(f"{path} has no weights for net '{name}' (has {list(state['nets'])})")
-            net.load_state_dict(state["nets"][name])
+            try:
+                net.load_state_dict(state["nets"][name])
+            except RuntimeError as err:
+                raise CheckpointError(f"the weights of net '{name}' in {path} do not fit this model: "
+                                      f"{str(err).splitlines()[-1].strip()}") from None
         for name, ema in self.emas.items():
             if name in state["ema"]:
                 ema.load_weights(state["ema"][name], int(state["ema_updates"][name]))
             else:
                 self._notes.append(f"resume: {path.name} has no EMA for '{name}'; EMA restarts from the weights")
                 ema.load_weights(self.nets[name].state_dict(), 1)
-        for group, target in (("optimizers", self.optimizers), ("schedulers", self.schedulers),
-                              ("scalers", self.scalers)):
-            for name, obj in target.items():
-                if name not in state[group]:
-                    raise CheckpointError(f"{path} has no state for {group[:-1]} '{name}'")
-                if group == "optimizers":
-                    _load_optimizer_state(obj, state[group][name])
-                else:
-                    obj.load_state_dict(state[group][name])
+        self._load_training_state(state, path)
         self.task.load_state_dict(state.get("task", {}))
         self.step = int(state["step"])
         self._resumed_step = self.step
@@ -505,14 +508,35 @@ class Trainer:
                                "RNG streams are reseeded (data order is unaffected)")
             self._pending_rng = None
             seed_everything(int(self.cfg.seed) + 1000003 * self.step + self.rank)
-        try:
-            diff = config_diff(OmegaConf.create(state["config"]), self.cfg)
-        except Exception:  # an old config that no longer parses: not a reason to refuse a resume
-            diff = {}
-        if diff:
-            changes = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
-            self._notes.append(f"resume: config differs from the checkpoint's: {changes}")
+        if changes:
+            listed = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changes.items())
+            self._notes.append(f"resume: config changes applied: {listed}")
         self._notes.append(f"resumed from {path} at step {self.step}")
+
+    def _check_resume_config(self, state: dict[str, Any], path: Path) -> dict[str, tuple[Any, Any]]:
+        """The config keys this run changes against the checkpoint's; ConfigError for fixed ones."""
+        try:
+            saved = OmegaConf.create(state["config"])
+        except Exception:  # an old config that no longer parses: not a reason to refuse a resume
+            return {}
+        return resume_changes(saved, self.cfg, source=f"the checkpoint {path.name}")
+
+    def _load_training_state(self, state: dict[str, Any], path: Path) -> None:
+        """Optimizer moments, schedule positions and grad scalers, under this config's settings."""
+        for group in ("optimizers", "schedulers", "scalers"):
+            for name in getattr(self, group):
+                if name not in state[group]:
+                    raise CheckpointError(f"{path} has no state for {group[:-1]} '{name}'")
+        for name, opt in self.optimizers.items():
+            _load_optimizer_state(opt, state["optimizers"][name], name)
+        for name, sched in self.schedulers.items():
+            _load_scheduler_state(sched, state["schedulers"][name])
+        for name, scaler in self.scalers.items():
+            saved = state["scalers"][name]
+            if scaler.is_enabled() and not saved:  # precision changed to fp16: a fresh scale
+                self._notes.append(f"resume: no fp16 grad scale saved for '{name}'; starting a new one")
+                continue
+            scaler.load_state_dict(saved)  # a no-op when this run does not use fp16
 
     def _check_finite_weights(self) -> None:
         """Refuse to save NaN/inf weights (one device sync per network)."""
@@ -755,10 +779,26 @@ class Trainer:
         return int(flag.item()) or None
 
 
-def _load_optimizer_state(optimizer: Optimizer, state: dict[str, Any]) -> None:
-    """``optimizer.load_state_dict`` keeping this machine's kernel choice (fused/foreach)."""
-    kernel_keys = ("fused", "foreach", "capturable")
-    mine = [{k: g[k] for k in kernel_keys if k in g} for g in optimizer.param_groups]
-    optimizer.load_state_dict(state)
+def _load_optimizer_state(optimizer: Optimizer, state: dict[str, Any], name: str) -> None:
+    """The saved moments and step counts; hyper-parameters (lr, betas, weight decay, kernels) stay
+    this config's, so that an override on resume takes effect."""
+    mine = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+    try:
+        optimizer.load_state_dict(state)
+    except ValueError as err:  # e.g. weight_decay switched on/off: different parameter groups
+        raise ConfigError(f"the saved state of optimizer '{name}' does not fit this config's ({err}); "
+                          "settings that regroup parameters (weight_decay 0 <-> >0) cannot change on resume") from None
     for group, keep in zip(optimizer.param_groups, mine):
         group.update(keep)
+
+
+def _load_scheduler_state(scheduler: LRScheduler, state: dict[str, Any]) -> None:
+    """The saved position of an LR schedule, with this config's base LRs and schedule shape."""
+    base_lrs = list(scheduler.base_lrs)
+    scheduler.load_state_dict(state)
+    scheduler.base_lrs = base_lrs
+    if isinstance(scheduler, LambdaLR):  # the lambdas are this config's: set the LR they give now
+        lrs = [base * fn(scheduler.last_epoch) for fn, base in zip(scheduler.lr_lambdas, base_lrs)]
+        for group, lr in zip(scheduler.optimizer.param_groups, lrs):
+            group["lr"] = lr
+        scheduler._last_lr = lrs

@@ -173,7 +173,7 @@ def _initial_weights(cfg: DictConfig) -> tuple[dict, int]:
                           "(or --first_model path/to/model_last.pth)")
     if not path.is_file():
         raise ConfigError(f"first-stage checkpoint {path} not found")
-    state = load_checkpoint(path)
+    state = load_checkpoint(path, exps=("first_stage", "gan"))
     source = OmegaConf.create(state["config"])
     mine = OmegaConf.to_container(cfg.model.vqvae, resolve=True)
     theirs = OmegaConf.to_container(source.model.vqvae, resolve=True)
