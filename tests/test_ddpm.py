@@ -78,7 +78,7 @@ def test_no_future_leakage(first_stage_run):
     assert not torch.equal(task.predict(net, obs_a, torch.Generator().manual_seed(6)), pred_a)
 
 
-def test_train_py_from_tokens_and_validate_py(first_stage_run, tmp_path):
+def test_train_py_from_tokens_and_validate_py(first_stage_run, tmp_path, capsys):
     import train
     import validate
 
@@ -107,6 +107,11 @@ def test_train_py_from_tokens_and_validate_py(first_stage_run, tmp_path):
     first = (out / "videos" / "video00000_s0.npy").read_bytes()
     assert validate.main(args) == 0  # same seed, same output
     assert (out / "videos" / "video00000_s0.npy").read_bytes() == first
+    capped = [*args[:3], "5", *args[4:]]  # more videos than the test split's 2: capped, and said so
+    capsys.readouterr()
+    assert validate.main(capped) == 0
+    assert "--num_videos 5 capped at 2, the size of the test split" in capsys.readouterr().err
+    assert json.loads((out / "metrics.json").read_text())["settings"]["num_videos"] == 2
 
     # Tokens from another first stage are refused.
     other = tmp_path / "other.pth"

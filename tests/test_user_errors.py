@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 import torch
 
@@ -103,3 +104,17 @@ def test_a_folder_with_only_its_config_never_started(tmp_path, toy_experiment):
     assert main.main(toy_argv(results, "train.max_steps=2")) == 0  # no --resume needed
     assert ckpt.load_checkpoint(run_dir / "model_last.pth")["step"] == 2
     assert main.main(toy_argv(results, "train.max_steps=2")) == 2  # now it has started
+
+
+def test_evaluate_with_a_damaged_npy_names_the_file_not_pickles(tmp_path, capsys):
+    frames = (torch.rand(6, 16, 16, 3) * 255).to(torch.uint8).numpy()
+    for side in ("real", "fake"):
+        (tmp_path / side).mkdir()
+        np.save(tmp_path / side / "clip.npy", frames)
+    (tmp_path / "fake" / "clip.npy").write_bytes(b"half a copy, no array header")  # numpy: "pickled data"
+    argv = ["--real", str(tmp_path / "real"), "--fake", str(tmp_path / "fake"), "--metrics", "psnr",
+            "--device", "cpu", "--out", str(tmp_path / "m.json")]
+    assert evaluate.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "clip.npy: not a readable .npy array" in err and "pickle" not in err
+    assert not (tmp_path / "m.json").exists()

@@ -63,7 +63,10 @@ def read_video(path: str | Path) -> np.ndarray:
             raise ValueError(f"no image frames in folder {path}")
         return np.stack([read_image_rgb(f) for f in files])
     if path.suffix.lower() == ".npy":
-        frames = np.load(path)
+        try:
+            frames = np.load(path)
+        except (ValueError, OSError, EOFError):  # numpy's words for a damaged file speak of pickles
+            raise ValueError(f"{path}: not a readable .npy array (damaged, truncated or another format)") from None
         if frames.ndim == 3:
             frames = frames[..., None]
         if frames.ndim != 4 or frames.dtype != np.uint8:

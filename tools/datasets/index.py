@@ -2,7 +2,8 @@
 
 - :func:`find_videos` walks a tree for video files (``tools.video_io.VIDEO_SUFFIXES``) and frame
   folders (leaf folders holding images; one folder = one video).
-- :func:`index_videos` counts frames: frame folders by listing them; video files with
+- :func:`index_videos` counts frames: frame folders by listing them and reading every image's
+  header (a non-image or a different frame size skips the folder); video files with
   :func:`tools.video_io.probe_video` (container metadata, plus one decoded frame as a health
   check) in a thread pool, with a progress bar when there are many. Results are cached as JSON
   under ``data.cache_dir`` (default ``~/.cache/rsvp``), one file per dataset root, keyed by path,
@@ -22,9 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
+from PIL import Image
 from tqdm import tqdm
 
-from tools.video_io import IMAGE_SUFFIXES, VIDEO_SUFFIXES, natural_key, probe_video
+from tools.video_io import IMAGE_SUFFIXES, VIDEO_SUFFIXES, list_frame_files, natural_key, probe_video
 
 logger = logging.getLogger("rsvp.data")
 
@@ -49,11 +51,18 @@ class VideoEntry:
 def find_videos(root: Path) -> list[Path]:
     """Video files and frame folders under ``root`` (``root`` itself may be a frame folder), sorted.
 
-    Hidden files and folders (``.name``) are ignored.
+    Hidden files and folders (``.name``) are ignored. Symbolic links are followed, but a folder
+    reached twice (a link loop such as ``loop/self -> ..``, or an alias) is walked only once.
     """
     found: list[Path] = []
     image_dirs: list[str] = []
+    visited: set[tuple[int, int]] = set()  # (device, inode) of folders walked: a symlink loop is walked once
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        stat = os.stat(dirpath)
+        if (stat.st_dev, stat.st_ino) in visited:
+            dirnames[:] = []
+            continue
+        visited.add((stat.st_dev, stat.st_ino))
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         files = [f for f in filenames if not f.startswith(".")]
         found.extend(Path(dirpath) / f for f in files if Path(f).suffix.lower() in VIDEO_SUFFIXES)
@@ -112,17 +121,30 @@ def _save_cache(path: Path, entries: dict) -> None:
 
 def _probe(path: Path) -> dict:
     try:
+        if path.is_dir():
+            return _inspect_frame_folder(path)
         num_frames, first_pts = probe_video(path)
         return {"frames": num_frames, "first_pts": first_pts}
     except Exception as err:  # noqa: BLE001 - any failure means: skip this file
         return {"error": f"unreadable ({type(err).__name__}: {err})".replace("\n", " ")[:300]}
 
 
-def _count_images(folder: Path) -> dict:
-    try:
-        return {"frames": sum(1 for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)}
-    except OSError as err:
-        return {"error": f"unreadable ({err})"}
+def _inspect_frame_folder(folder: Path) -> dict:
+    """The frame count of a frame folder, or why it cannot be read: an image file that is not an
+    image, or frames of different sizes (each would fail every clip read later)."""
+    sizes: dict[tuple[int, int], str] = {}
+    files = list_frame_files(folder)
+    for path in files:
+        try:
+            with Image.open(path) as img:  # reads the header only
+                size = img.size
+        except (OSError, SyntaxError, ValueError):
+            return {"error": f"{path.name} is not a readable image"}
+        sizes.setdefault(size, path.name)
+        if len(sizes) > 1:
+            (a, first), (b, other) = list(sizes.items())[:2]
+            return {"error": f"frames of different sizes ({a[0]}x{a[1]} in {first}, {b[0]}x{b[1]} in {other})"}
+    return {"frames": len(files)}
 
 
 def index_videos(paths: Sequence[Path], *, min_frames: int, cache_dir: Optional[str], root: Path,
@@ -133,9 +155,6 @@ def index_videos(paths: Sequence[Path], *, min_frames: int, cache_dir: Optional[
     results: dict[Path, dict] = {}
     to_probe: list[tuple[Path, str, os.stat_result]] = []
     for path in paths:
-        if path.is_dir():
-            results[path] = _count_images(path)
-            continue
         try:
             stat = path.stat()
         except OSError as err:
