@@ -10,6 +10,8 @@ conditioning). Written to ``--out``:
 * ``videos/{name}.gif`` — observed (last frame held) | ground truth | prediction (sample 0)
 * ``videos/{name}_s{j}.npy`` (uint8 ``[P, H, W, C]``) and ``videos/{name}_s{j}.mp4`` — predicted frames
 * ``grid.png`` — the first 16 videos: ground-truth frames above predicted frames
+* ``curves.png`` — PSNR/SSIM/LPIPS per predicted frame for the model, the copy-last-frame
+  baseline and the first-stage ceiling
 * ``metrics.json`` — PSNR/SSIM/LPIPS (mean over samples and best-of-N), FVD/KVD when the I3D
   weights are present, the same for the copy-last-frame baseline and for the first stage's
   ceiling (observed scene/object decoded with the true future motion), and every choice made.
@@ -34,6 +36,7 @@ from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
+from evaluation.plots import plot_curves
 from evaluation.protocol import EvalProtocol, PredictionEvaluator, copy_last_frame_baseline
 from models.latent_space import pseudo_clip
 from tools.checkpoint import load_checkpoint, load_net_state
@@ -236,22 +239,36 @@ def run(args: argparse.Namespace, info: DistInfo) -> dict:
                          "snap_to_codebook": task.space.snap_to_codebook,
                          **{key: value for key, value in predictor.options.items()}},
         }
+        result["curves_png"] = write_curves(result, out / "curves.png")
         (out / "metrics.json").write_text(json.dumps(result, indent=2, default=float))
     return broadcast_object(result)
 
 
+# The three rows of every validation: the model, the copy-last-frame baseline, the first-stage ceiling.
+COLUMNS = {"model": "model", "copy_last_frame": "copy last frame", "first_stage_ceiling": "first-stage ceiling"}
+
+
+def write_curves(result: dict, path: Path) -> Optional[str]:
+    """PSNR/SSIM/LPIPS per predicted frame for the three rows, as a PNG; its name beside
+    ``metrics.json`` (None when no frame metric ran)."""
+    s = result["settings"]
+    title = (f"{Path(result['checkpoint']).parent.name}: {s['num_videos']} videos x {s['num_samples']} sample(s), "
+             f"{s['cond_frames']} observed + {s['pred_frames']} predicted frames")
+    drawn = plot_curves({label: result[key] for key, label in COLUMNS.items()}, path, title=title)
+    return drawn.name if drawn else None
+
+
 def print_summary(result: dict, out: str) -> None:
-    columns = {"model": "model", "copy_last_frame": "copy last frame", "first_stage_ceiling": "first-stage ceiling"}
     model = result["model"]["summary"]
     keys = [key for key in model if not key.endswith("_std") and isinstance(model[key], (int, float))]
-    print(f"\n{'metric':<26}" + "".join(f"{title:>21}" for title in columns.values()))
+    print(f"\n{'metric':<26}" + "".join(f"{title:>21}" for title in COLUMNS.values()))
     for key in keys:
-        values = [result[c]["summary"].get(key) for c in columns]
+        values = [result[c]["summary"].get(key) for c in COLUMNS]
         print(f"{key:<26}" + "".join(f"{v:>21.4f}" if isinstance(v, (int, float)) else f"{'-':>21}" for v in values))
     skipped = result["model"].get("skipped") or {}
     if skipped:
         print(f"left out: {', '.join(skipped)} (reasons in metrics.json)")
-    print(f"\nvideos, grid.png and metrics.json in {out}")
+    print(f"\nvideos, grid.png, curves.png and metrics.json in {out}")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

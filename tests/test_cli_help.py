@@ -37,7 +37,7 @@ def test_print_config_shows_types_defaults_and_docs_and_creates_nothing(tmp_path
             f"results_dir={tmp_path / 'r'}", "train.batch_size=3"]
     assert main.main(argv) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert "train.batch_size: 3  # int, default 8; per process" in lines
+    assert "train.batch_size: 3  # int, default 8; per process and micro-batch" in lines
     assert "data.resolution: 32  # int, default 64; clips are centre-cropped to square, then resized to this" in lines
     assert any(line.startswith("model.vqvae.code_dim: 4  # int, default 8") for line in lines)
     assert not (tmp_path / "r").exists()

@@ -104,6 +104,8 @@ def test_train_py_from_tokens_and_validate_py(first_stage_run, tmp_path, capsys)
     import numpy as np
     assert np.load(out / "videos" / "video00000_s0.npy").shape == (6, 32, 32, 3)
     assert (out / "grid.png").is_file()
+    assert metrics["curves_png"] == "curves.png" and (out / "curves.png").stat().st_size > 0
+    assert len(metrics["model"]["curves"]["psnr"]["mean"]) == 6  # one point per predicted frame
     first = (out / "videos" / "video00000_s0.npy").read_bytes()
     assert validate.main(args) == 0  # same seed, same output
     assert (out / "videos" / "video00000_s0.npy").read_bytes() == first

@@ -68,7 +68,8 @@ class OptimConfig:
 
 @dataclass
 class TrainConfig:
-    batch_size: int = 8  # per process
+    batch_size: int = 8  # per process and micro-batch
+    grad_accum: int = 1  # micro-batches per optimizer step (effective batch: batch_size x grad_accum per process)
     max_steps: int = 10000
     log_every: int = 50
     ckpt_every: int = 1000
@@ -213,6 +214,7 @@ def _merge_file(cfg: DictConfig, path: Path, seen: tuple[Path, ...]) -> DictConf
 # Value ranges the schema's types cannot express: (key, test, what is required).
 _VALUE_CHECKS: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("train.batch_size", lambda v: v >= 1, "at least 1"),
+    ("train.grad_accum", lambda v: v >= 1, "at least 1"),
     ("train.max_steps", lambda v: v >= 0, "0 or more"),
     ("train.log_every", lambda v: v >= 1, "at least 1"),
     ("train.ckpt_every", lambda v: v >= 0, "0 (only at the end) or more"),
@@ -282,7 +284,7 @@ def config_diff(old: DictConfig, new: DictConfig) -> dict[str, tuple[Any, Any]]:
 # from the checkpoint. Every other key (architecture, data geometry, losses, seed) is fixed by it.
 RESUMABLE_KEYS = (
     "train.max_steps", "train.log_every", "train.ckpt_every", "train.sample_every", "train.keep_last",
-    "train.batch_size", "train.precision", "train.grad_clip", "train.ema_decay", "*.optim.*",
+    "train.batch_size", "train.grad_accum", "train.precision", "train.grad_clip", "train.ema_decay", "*.optim.*",
     "train.compile", "train.channels_last", "train.find_unused_parameters",
     "data.path", "data.num_workers", "data.cache_dir", "device", "results_dir", "out", "model.eval_clips",
 )

@@ -46,6 +46,12 @@ Subclass :class:`TrainTask` and implement the methods marked *required*::
   iteration, in any order: a GAN does two updates per step. Zeroing before the backward means
   gradients that the generator's loss left in the discriminator never leak into its update.
   ``retain_graph=True`` keeps the graph (e.g. after an adaptive-weight ``autograd.grad``).
+* ``train.grad_accum = k``: each iteration draws a batch of ``k x train.batch_size`` (the data of
+  an unaccumulated run with that batch) and runs ``training_step`` on its ``k`` micro-batches;
+  ``ctx.step`` backpropagates ``loss / k`` and updates once, after the last micro-batch, from the
+  summed gradients (banked per optimizer, so a GAN's two losses stay apart). Logged scalars are
+  micro-batch means. Equal to the big batch for mean losses without batch statistics; in a GAN
+  the generator's micro-batches see the discriminator of the iteration's start.
 * Extra scalars: return them from ``training_step`` or call ``ctx.log(name, value)``; values
   stay on the device until the next log step. ``ctx.global_step`` is the current ``step``.
 * Every LR scheduler steps once per iteration (schedules follow the global step, also for an
@@ -325,7 +331,9 @@ class StepContext:
             raise ValueError(f"ctx.step needs a scalar loss, got shape {tuple(loss.shape)}")
         opt, scaler, params = t.optimizers[optimizer], t.scalers[optimizer], t.optimizer_params[optimizer]
         opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward(retain_graph=retain_graph)
+        scaler.scale(loss / t.accum_steps).backward(retain_graph=retain_graph)
+        if t.accum_steps > 1 and not t._bank_gradients(optimizer, params):
+            return  # more micro-batches to come
         scaler.unscale_(opt)
         if t.grad_clip > 0:
             norm = nn.utils.clip_grad_norm_(params, t.grad_clip)
@@ -345,6 +353,30 @@ def _as_scalar(name: str, value: Any, device: torch.device) -> torch.Tensor:
     if isinstance(value, (int, float)):
         return torch.tensor(float(value), device=device)
     raise TypeError(f"logged value '{name}' must be a tensor or a number, got {type(value).__name__}")
+
+
+def split_batch(batch: Any, parts: int) -> list[Any]:
+    """``batch`` cut into ``parts`` micro-batches along the first dimension (tensors, dicts, per-sample lists)."""
+    if parts == 1:
+        return [batch]
+    if isinstance(batch, torch.Tensor):
+        return list(batch.tensor_split(parts))
+    if isinstance(batch, Mapping):
+        split = {k: split_batch(v, parts) for k, v in batch.items()}
+        return [{k: v[i] for k, v in split.items()} for i in range(parts)]
+    if isinstance(batch, (list, tuple)) and batch and all(isinstance(v, torch.Tensor) for v in batch):
+        split = [split_batch(v, parts) for v in batch]
+        return [type(batch)(v[i] for v in split) for i in range(parts)]
+    if isinstance(batch, (list, tuple)):
+        size = -(-len(batch) // parts)
+        return [batch[i * size:(i + 1) * size] for i in range(parts)]
+    return [batch] * parts
+
+
+def _mean_records(records: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Each logged scalar averaged over the micro-batches that logged it."""
+    keys = dict.fromkeys(k for r in records for k in r)
+    return {k: torch.stack([r[k] for r in records if k in r]).mean() for k in keys}
 
 
 # --------------------------------------------------------------------------------------------
@@ -371,6 +403,9 @@ class Trainer:
         self.progress, self.console = progress, console
         self.autocast_dtype, use_scaler = resolve_precision(self.tcfg.precision, self.device)
         self.grad_clip = float(self.tcfg.grad_clip)
+        self.accum_steps = int(self.tcfg.grad_accum)
+        self._micro_index = 0  # micro-batch of the current iteration (0 .. accum_steps - 1)
+        self._grad_bank: dict[str, dict[nn.Parameter, torch.Tensor]] = {}  # accumulated grads, by optimizer
         self.step = 0
         self._notes: list[str] = []  # messages for log.txt once the logger exists
         self._pending_rng: Optional[dict] = None
@@ -587,7 +622,8 @@ class Trainer:
                 sample_batch = self._default_sample_batch(train_data)
             n_params = sum(p.numel() for net in self.nets.values() for p in net.parameters())
             logger.info(f"training {', '.join(self.nets)} ({n_params:,} parameters) on {self.device} "
-                        f"x{self.world_size}, precision {tcfg.precision}, batch {tcfg.batch_size}/process, "
+                        f"x{self.world_size}, precision {tcfg.precision}, batch {tcfg.batch_size}/process"
+                        f"{f' x {self.accum_steps} accumulated' if self.accum_steps > 1 else ''}, "
                         f"steps {self.step} -> {max_steps}, run dir {self.run_dir}")
 
             for net in self.train_nets.values():
@@ -639,17 +675,39 @@ class Trainer:
             logger.close()
 
     def _train_one(self, batch: Any) -> dict[str, torch.Tensor]:
+        """One optimizer iteration: ``train.grad_accum`` micro-batches through ``training_step``."""
         ctx = self.ctx
         ctx.global_step = self.step
-        ctx._records = {}
-        out = self.task.training_step(batch, self.step, ctx)
-        if not isinstance(out, Mapping):
-            raise TypeError(f"training_step must return a dict of scalar tensors, got {type(out).__name__}")
-        record = {name: _as_scalar(name, value, self.device) for name, value in out.items()}
-        record.update(ctx._records)
+        records = []
+        for self._micro_index, micro in enumerate(split_batch(batch, self.accum_steps)):
+            ctx._records = {}
+            out = self.task.training_step(micro, self.step, ctx)
+            if not isinstance(out, Mapping):
+                raise TypeError(f"training_step must return a dict of scalar tensors, got {type(out).__name__}")
+            record = {name: _as_scalar(name, value, self.device) for name, value in out.items()}
+            record.update(ctx._records)
+            records.append(record)
         for name, ema in self.emas.items():
             ema.update(self.nets[name])
-        return record
+        return records[0] if len(records) == 1 else _mean_records(records)
+
+    def _bank_gradients(self, optimizer: str, params: list[nn.Parameter]) -> bool:
+        """Move this micro-batch's gradients of ``optimizer``'s parameters into its bank; at the last
+        micro-batch put the sums back and return True (time to step).
+
+        Banking per optimizer keeps gradients another optimizer's loss leaves in these parameters
+        (a generator's loss in the discriminator) out of the sum, as zeroing does without accumulation.
+        """
+        bank = self._grad_bank.setdefault(optimizer, {})
+        for p in params:
+            if p.grad is not None:
+                bank[p] = p.grad if p not in bank else bank[p] + p.grad
+                p.grad = None
+        if self._micro_index < self.accum_steps - 1:
+            return False
+        for p in params:
+            p.grad = bank.pop(p, None)
+        return True
 
     def _step_schedulers(self) -> None:
         with warnings.catch_warnings():
@@ -660,7 +718,8 @@ class Trainer:
 
     def _train_loader(self, train_data: Any, logger: RunLogger) -> Iterable:
         if isinstance(train_data, Dataset) and hasattr(train_data, "__len__") and not isinstance(train_data, DataLoader):
-            return build_loader(train_data, int(self.tcfg.batch_size), train=True, seed=int(self.cfg.seed),
+            batch = int(self.tcfg.batch_size) * self.accum_steps  # split into micro-batches by _train_one
+            return build_loader(train_data, batch, train=True, seed=int(self.cfg.seed),
                                 start_step=self.step,
                                 num_workers=int(OmegaConf.select(self.cfg, "data.num_workers", default=0)),
                                 rank=self.rank, world_size=self.world_size, pin_memory=self.device.type == "cuda")
