@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-from tools.checkpoint import has_checkpoint, remove_partial_writes
+from tools.checkpoint import find_resume_checkpoint, has_checkpoint, remove_partial_writes
 from tools.config import ConfigError, RunConfig, check_device, describe_config
+from tools.export import export_weights
 from tools.registry import experiment_config, get_experiment, load_experiments
 from tools.run_dir import (RunDirBusy, is_main_process, prepare_run_dir, remove_unstarted_run_dir, run_dir_for,
                            run_dir_lock, run_started)
@@ -57,6 +59,8 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="output folder, for experiments that write one (extract)")
     parser.add_argument("--print_config", action="store_true",
                         help="print the resolved config (each key's type, default and doc) and exit")
+    parser.add_argument("--export", metavar="PATH",
+                        help="write the run's EMA weights (newest intact checkpoint) to PATH.safetensors and exit")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="config overrides, e.g. train.max_steps=2000 data.frames=16")
 
@@ -91,6 +95,18 @@ def print_config(args: argparse.Namespace) -> None:
     print(describe_config(cfg, schema))
 
 
+def export_run(run_dir: Path, path: str) -> int:
+    """Write the EMA weights of a run's newest intact checkpoint as safetensors (for sharing)."""
+    if not has_checkpoint(run_dir):
+        raise ConfigError(f"--export: no checkpoint in {run_dir} (is --exp/--id/--data/--seed the run's?)")
+    source, state, notes = find_resume_checkpoint(run_dir)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    written = export_weights(state, path)
+    print(f"exported the weights of {source} (step {state['step']}) to {written}")
+    return 0
+
+
 def run_experiment(args: argparse.Namespace) -> int:
     """Build the config, prepare and lock the run folder, run the stage. Raises ConfigError on user errors."""
     experiment = get_experiment(args.exp)
@@ -100,6 +116,8 @@ def run_experiment(args: argparse.Namespace) -> int:
     cfg = config_from_args(args, prepare=True)
     check_device(cfg.device)  # also when set in the YAML file or as device=...
     run_dir = run_dir_for(cfg)
+    if args.export:
+        return export_run(run_dir, args.export)
     if not experiment.uses_run_dir:
         return int(experiment.run(cfg, run_dir=run_dir, resume=False) or 0)
     started = run_started(run_dir)  # a folder with nothing but config.yaml never started
