@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from tools.checkpoint import find_resume_checkpoint, has_checkpoint, remove_partial_writes
 from tools.config import ConfigError, RunConfig, check_device, describe_config
 from tools.export import export_weights
-from tools.registry import experiment_config, get_experiment, load_experiments
+from tools.registry import Experiment, experiment_config, get_experiment, load_experiments
 from tools.run_dir import (RunDirBusy, is_main_process, prepare_run_dir, remove_unstarted_run_dir, run_dir_for,
                            run_dir_lock, run_started)
 
@@ -108,7 +108,7 @@ def export_run(run_dir: Path, path: str) -> int:
 
 
 def run_experiment(args: argparse.Namespace) -> int:
-    """Build the config, prepare and lock the run folder, run the stage. Raises ConfigError on user errors."""
+    """Build the config, then print it, export the run's weights or run the stage. Raises ConfigError on user errors."""
     experiment = get_experiment(args.exp)
     if args.print_config:
         print_config(args)
@@ -124,15 +124,7 @@ def run_experiment(args: argparse.Namespace) -> int:
     resume = started if args.auto_resume else args.resume
     prepare_run_dir(cfg, resume)
     try:
-        with run_dir_lock(run_dir):
-            for path in remove_partial_writes(run_dir) if is_main_process() else []:
-                print(f"note: removed {path.name}, left by a write that was interrupted", file=sys.stderr)
-            # The stage continues only from a checkpoint: a folder left by a crash before the first one
-            # starts over with its full set-up (the GAN's first-stage weights, the DDPM's latent scale).
-            # Under torchrun every rank decides alike: no rank can write a checkpoint before all ranks
-            # have passed this line (joining the process group waits for every rank).
-            continuing = resume and has_checkpoint(run_dir)
-            return int(experiment.run(cfg, run_dir=run_dir, resume=continuing) or 0)
+        return run_in_locked_dir(experiment, cfg, run_dir, resume)
     except RunDirBusy:
         raise  # the folder belongs to the process that holds it
     except ConfigError:
@@ -141,6 +133,19 @@ def run_experiment(args: argparse.Namespace) -> int:
         if not started:
             remove_unstarted_run_dir(run_dir)
         raise
+
+
+def run_in_locked_dir(experiment: Experiment, cfg: DictConfig, run_dir: Path, resume: bool) -> int:
+    """Run the stage while holding the run folder's lock (after removing what killed writes left)."""
+    with run_dir_lock(run_dir):
+        for path in remove_partial_writes(run_dir) if is_main_process() else []:
+            print(f"note: removed {path.name}, left by a write that was interrupted", file=sys.stderr)
+        # The stage continues only from a checkpoint: a folder left by a crash before the first one
+        # starts over with its full set-up (the GAN's first-stage weights, the DDPM's latent scale).
+        # Under torchrun every rank decides alike: no rank can write a checkpoint before all ranks
+        # have passed this line (joining the process group waits for every rank).
+        continuing = resume and has_checkpoint(run_dir)
+        return int(experiment.run(cfg, run_dir=run_dir, resume=continuing) or 0)
 
 
 def run_cli(args: argparse.Namespace, setup: Optional[Callable[[argparse.Namespace], None]] = None) -> int:
