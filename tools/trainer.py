@@ -387,8 +387,11 @@ class Trainer:
     """Runs a :class:`TrainTask` for ``cfg.train.max_steps`` iterations (see the module docstring).
 
     ``cfg`` is a resolved :class:`tools.config.RunConfig` DictConfig (``cfg.train.*``, ``cfg.seed``,
-    ``cfg.data.num_workers``). ``resume=True`` continues from ``run_dir/model_last.pth`` when it
-    exists (else starts fresh); ``resume=<path>`` from that file. Starting fresh in a ``run_dir``
+    ``cfg.data.num_workers``). ``resume=True`` continues from ``run_dir/model_last.pth``, or, when
+    that file is damaged, from the newest intact ``model_{step}.pth`` (logged); with no checkpoint
+    at all it starts fresh. ``resume=<path>`` continues from that file. On resume the config may
+    change only :data:`tools.config.RESUMABLE_KEYS` (else ConfigError before anything is loaded or
+    written), and its optimizer and schedule settings take effect. Starting fresh in a ``run_dir``
     that already holds ``model_last.pth`` is refused, so a run is never overwritten by accident.
     Call :func:`tools.distributed.init_distributed` before building the Trainer under torchrun.
     """
