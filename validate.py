@@ -105,7 +105,7 @@ def first_stage_ceiling(task: DDPMTask, observed: torch.Tensor, future: torch.Te
         if target.shape[2] < task.space.frames:  # a last partial clip: pad with its last frame
             target = pseudo_clip(target, task.space.frames)
         cond = task.space.condition(window)
-        clips.append(task.space.decode(cond, task.space.target(target)))
+        clips.append(task.space.decode(cond, task.space.target(target, window)))
     return torch.cat(clips, dim=2)[:, :, :future.shape[2]]
 
 

@@ -76,16 +76,19 @@ def resample_stack(channels: int, from_down: int, to_down: int) -> nn.Module:
 class TemporalSelfAttention(nn.Module):
     """Multi-head self-attention over time at every spatial location (pre-norm, residual, MLP).
 
-    Input and output ``[B, C, T, H, W]``; a learned position embedding tells frames apart.
+    Input and output ``[B, C, T, H, W]``; a learned position embedding tells frames apart unless
+    ``position`` is off (MOSO has none: with it, motion codes can degenerate into frame-index codes).
     """
 
-    def __init__(self, channels: int, heads: int, max_frames: int) -> None:
+    def __init__(self, channels: int, heads: int, max_frames: int, position: bool = True) -> None:
         super().__init__()
         if channels % heads:
             raise ValueError(f"channels ({channels}) must be divisible by attention heads ({heads})")
         self.heads = heads
-        self.pos = nn.Parameter(torch.zeros(max_frames, channels))
-        nn.init.normal_(self.pos, std=0.02)
+        self.max_frames = max_frames
+        self.pos = nn.Parameter(torch.zeros(max_frames, channels)) if position else None
+        if self.pos is not None:
+            nn.init.normal_(self.pos, std=0.02)
         self.norm1 = nn.LayerNorm(channels)
         self.qkv = nn.Linear(channels, 3 * channels)
         self.proj = nn.Linear(channels, channels)
@@ -94,9 +97,11 @@ class TemporalSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, t, h, w = x.shape
-        if t > self.pos.shape[0]:
-            raise ValueError(f"clip has {t} frames but the motion encoder was built for at most {self.pos.shape[0]}")
-        seq = rearrange(x, "b c t h w -> (b h w) t c") + self.pos[:t]
+        if t > self.max_frames:
+            raise ValueError(f"clip has {t} frames but the motion encoder was built for at most {self.max_frames}")
+        seq = rearrange(x, "b c t h w -> (b h w) t c")
+        if self.pos is not None:
+            seq = seq + self.pos[:t]
         q, k, v = rearrange(self.qkv(self.norm1(seq)), "n t (three g d) -> three n g t d", three=3, g=self.heads)
         attn = F.scaled_dot_product_attention(q, k, v)
         seq = seq + self.proj(rearrange(attn, "n g t d -> n t (g d)"))

@@ -32,6 +32,28 @@ def pseudo_clip(observed: torch.Tensor, frames: int) -> torch.Tensor:
     return torch.cat([observed, pad], dim=2)
 
 
+def encode_observed(first_stage: MosoVQVAE, observed: torch.Tensor) -> dict:
+    """``first_stage.encode`` of the condition: the pseudo-clip of the observed frames.
+
+    With ``anchor: before`` the last observed frame is the anchor (the frame the future motion
+    is measured from, and the objects' source), and a mean-fusing scene encoder sees the observed
+    frames themselves rather than the pseudo-clip, whose held last frame would print its sprites
+    into the scene.
+    """
+    clip = pseudo_clip(observed, first_stage.frames)
+    if first_stage.cfg.anchor != "before":
+        return first_stage.encode(clip)
+    scene_video = observed if first_stage.cfg.temporal_fusion == "mean" else None
+    return first_stage.encode(clip, anchor=observed[:, :, -1], scene_video=scene_video)
+
+
+def encode_future(first_stage: MosoVQVAE, future: torch.Tensor, observed: torch.Tensor) -> dict:
+    """``first_stage.encode`` of the future clip, anchored at the last observed frame when the
+    first stage measures motion from the frame before the clip."""
+    anchor = observed[:, :, -1] if first_stage.cfg.anchor == "before" else None
+    return first_stage.encode(future, anchor=anchor)
+
+
 class SemanticLatentSpace(nn.Module):
     """Frozen first stage + scale factor: observed frames -> condition, future frames -> target."""
 
@@ -76,14 +98,14 @@ class SemanticLatentSpace(nn.Module):
     def condition(self, observed: torch.Tensor) -> dict[str, torch.Tensor]:
         """Scaled scene/object/motion codes of the observed frames ``[B, C, K, H, W]``."""
         scale = self._require_scale()
-        return {k: v / scale for k, v in self.codes(pseudo_clip(observed, self.frames)).items()}
+        return {k: v / scale for k, v in encode_observed(self.first_stage, observed)["codes"].items()}
 
     @torch.no_grad()
-    def target(self, future: torch.Tensor) -> torch.Tensor:
-        """Scaled motion codes of the future clip ``[B, C, T, H, W]`` (the diffusion's x0)."""
+    def target(self, future: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+        """Scaled motion codes of the future clip ``[B, C, T, H, W]`` that follows ``observed`` (the diffusion's x0)."""
         if future.shape[2] != self.frames:
             raise ValueError(f"the future clip has {future.shape[2]} frames; the first stage encodes {self.frames}")
-        return self.codes(future)["motion"] / self._require_scale()
+        return encode_future(self.first_stage, future, observed)["codes"]["motion"] / self._require_scale()
 
     @torch.no_grad()
     def from_indices(self, indices: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -113,4 +135,4 @@ class SemanticLatentSpace(nn.Module):
         return self.first_stage.decode(codes).clamp(-1, 1)
 
 
-__all__ = ["COMPONENTS", "SemanticLatentSpace", "pseudo_clip"]
+__all__ = ["COMPONENTS", "SemanticLatentSpace", "encode_future", "encode_observed", "pseudo_clip"]

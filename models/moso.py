@@ -5,13 +5,19 @@ scene ``[B, D, 1, H/2^d_scene, W/2^d_scene]``, object ``[B, D, 1, H/2^d_object, 
 motion ``[B, D, T, H/2^d_motion, ...]``, all quantized against one shared codebook
 (``D`` = code dimension).
 
-Input decomposition (MOSO): with frames in [0, 1], the second-order difference
-``d_t = 2 x_t - x_{t-1} - x_{t+1}`` feeds the motion encoder, and the mask
-``m_t = 1[low <= max_rgb |d_t| <= high]`` splits each frame into the object input ``m_t * x_t``
-and the scene input ``x_t - m_t * x_t``. Clip ends: the clip is padded by repeating its first
-and last frame, so ``d_0 = x_0 - x_1`` and ``d_{T-1} = x_{T-1} - x_{T-2}`` (a one-sided
-difference, which still marks the pixels that move). After ``full_input_step`` training steps
-both the scene and the object encoder see the raw frames (MOSO's "full BG" switch).
+Input decomposition (MOSO): with frames in [0, 1], the anchor difference
+``d_t = 2 x_t - x_anchor - x_{t+1}`` feeds the motion encoder, where the anchor is one fixed
+frame: the frame *before* the clip (``anchor: before``, MOSO; the caller passes it) or the
+clip's first frame (``anchor: first``). The frame after the clip is not available, so the last
+``d_{T-1} = x_{T-1} - x_anchor``. The mask ``m_t = 1[low <= max_rgb |d_t| <= high]`` splits each
+frame into the object input ``m_t * x_t`` and the scene input ``x_t - m_t * x_t``. After
+``full_input_step`` training steps both the scene and the object encoder see the raw frames
+(MOSO's "full BG" switch).
+
+Two departures from MOSO, each a switch (why: docs/FIRST_STAGE.md): ``object_input: anchor``
+encodes the objects from the anchor frame alone, and ``merge: warp`` turns each frame's motion
+features into a soft choice among local offsets that *moves* the object features before the
+gated merge, so that motion places content instead of only choosing between scene and object.
 """
 from __future__ import annotations
 
@@ -51,12 +57,45 @@ class MosoConfig:
     mask_high: float = 0.9
     full_input_step: int = 5000  # from this step on, scene and object encoders see raw frames
     max_frames: int = 16
+    temporal_position: bool = True  # learned temporal position embedding in the motion encoder (MOSO: none)
+    anchor: str = "first"  # first: the clip's first frame | before: the frame before the clip (data: T+1 frames)
+    object_input: str = "clip"  # clip: masked frames (MOSO) | anchor: the anchor frame, the content motion moves
+    merge: str = "gate"  # gate (MOSO) | warp: motion moves the object features by local offsets, then the gate
+    warp_window: int = 9  # warp: offsets within +-(window // 2) cells of the merge resolution
+    # difference: the anchor difference at full resolution (MOSO) | matching: at the merge resolution,
+    # how well each offset in the warp window matches the anchor frame, beside the anchor difference
+    motion_input: str = "difference"
+
+    def __post_init__(self) -> None:
+        for key, allowed in (("anchor", ("first", "before")), ("object_input", ("clip", "anchor")),
+                             ("merge", ("gate", "warp")), ("temporal_fusion", ("concat", "mean")),
+                             ("motion_input", ("difference", "matching"))):
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"model.vqvae.{key} must be one of {', '.join(allowed)}; got {getattr(self, key)!r}")
+        if self.warp_window < 1 or self.warp_window % 2 == 0:
+            raise ValueError(f"model.vqvae.warp_window must be a positive odd number; got {self.warp_window}")
 
 
-def second_order_difference(video01: torch.Tensor) -> torch.Tensor:
-    """``2 x_t - x_{t-1} - x_{t+1}`` along T of ``[B, C, T, H, W]``, ends padded by repetition."""
-    padded = torch.cat([video01[:, :, :1], video01, video01[:, :, -1:]], dim=2)
-    return 2 * padded[:, :, 1:-1] - padded[:, :, :-2] - padded[:, :, 2:]
+def anchor_difference(video01: torch.Tensor, anchor01: torch.Tensor) -> torch.Tensor:
+    """MOSO's ``2 x_t - x_anchor - x_{t+1}`` of ``[B, C, T, H, W]`` with anchor ``[B, C, H, W]``.
+
+    The frame after the clip is unknown, so the last frame stands in for it.
+    """
+    following = torch.cat([video01[:, :, 1:], video01[:, :, -1:]], dim=2)
+    return 2 * video01 - anchor01[:, :, None] - following
+
+
+def local_matching(video01: torch.Tensor, anchor01: torch.Tensor, window: int) -> torch.Tensor:
+    """``[B, window^2, T, H, W]``: minus the mean absolute RGB difference between each frame's pixel
+    and the anchor's pixel at every offset of the window (borders repeated). Which offset matches
+    best is where that pixel's content was in the anchor frame: the motion a warp has to undo.
+    """
+    b, _, t, h, w = video01.shape
+    pad = window // 2
+    padded = F.pad(anchor01, (pad, pad, pad, pad), mode="replicate")
+    shifted = rearrange(F.unfold(padded, window), "b (c k) (h w) -> b c k h w", c=3, h=h)
+    frames = rearrange(video01, "b c t h w -> b c t 1 h w")
+    return -rearrange((frames - shifted[:, :, None]).abs().mean(dim=1), "b t k h w -> b k t h w")
 
 
 def motion_mask(diff: torch.Tensor, low: float, high: float) -> torch.Tensor:
@@ -65,9 +104,10 @@ def motion_mask(diff: torch.Tensor, low: float, high: float) -> torch.Tensor:
     return ((strength >= low) & (strength <= high)).to(diff.dtype)
 
 
-def decompose_inputs(video: torch.Tensor, low: float, high: float, full_input: bool) -> dict[str, torch.Tensor]:
-    """The three encoder inputs of a clip in [-1, 1] (see the module docstring)."""
-    diff = second_order_difference((video + 1) / 2)
+def decompose_inputs(video: torch.Tensor, anchor: torch.Tensor, low: float, high: float,
+                     full_input: bool) -> dict[str, torch.Tensor]:
+    """The three encoder inputs of a clip in [-1, 1] and its anchor frame (see the module docstring)."""
+    diff = anchor_difference((video + 1) / 2, (anchor + 1) / 2)
     if full_input:
         return {"scene": video, "object": video, "motion": diff}
     mask = motion_mask(diff, low, high)
@@ -101,8 +141,11 @@ class MotionEncoder(nn.Module):
 
     def __init__(self, cfg: MosoConfig) -> None:
         super().__init__()
-        self.frame_stack = DownStack(3, cfg.hidden, cfg.down_motion)
-        self.attn = TemporalSelfAttention(cfg.hidden, cfg.attn_heads, cfg.max_frames)
+        if cfg.motion_input == "matching":  # input at the merge resolution: matching costs + difference
+            self.frame_stack = DownStack(cfg.warp_window**2 + 3, cfg.hidden, cfg.down_motion - cfg.down_content)
+        else:
+            self.frame_stack = DownStack(3, cfg.hidden, cfg.down_motion)
+        self.attn = TemporalSelfAttention(cfg.hidden, cfg.attn_heads, cfg.max_frames, cfg.temporal_position)
         self.res = ResidualStack(cfg.hidden, cfg.res_depth)
         self.to_code = nn.Conv2d(cfg.hidden, cfg.code_dim, 1)
 
@@ -117,20 +160,26 @@ class MotionEncoder(nn.Module):
 class GatedMerge(nn.Module):
     """Gate ``g`` from [motion; scene; object] at three scales; ``g * scene + (1 - g) * object``.
 
-    The motion features are concatenated to the gated content as well, so that they can move
-    appearance around and not only choose between scene and object.
+    With ``with_motion`` (MOSO's merge) the motion features also join the gate and the output
+    convolution, so that they can move appearance around and not only choose between scene and
+    object. Without it (``merge: warp``, where the object features arrive already moved) motion
+    has no side path: it acts through the warp or not at all, so the decoder cannot learn to damp
+    it as noise early in training.
     """
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, with_motion: bool = True) -> None:
         super().__init__()
-        self.gates = nn.ModuleList([nn.Conv2d(3 * channels, channels, 3, padding=1) for _ in range(3)])
-        self.out = nn.Conv2d(2 * channels, channels, 3, padding=1)
+        self.with_motion = with_motion
+        inputs = 3 if with_motion else 2
+        self.gates = nn.ModuleList([nn.Conv2d(inputs * channels, channels, 3, padding=1) for _ in range(3)])
+        self.out = nn.Conv2d((inputs - 1) * channels, channels, 3, padding=1)
 
     def forward(self, motion: torch.Tensor, scene: torch.Tensor, obj: torch.Tensor,
                 force_gate: Optional[float] = None) -> torch.Tensor:
         """``force_gate`` (diagnostics): 1 keeps only the scene, 0 only the objects."""
+        extra = [motion] if self.with_motion else []
         if force_gate is None:
-            stacked = torch.cat([motion, scene, obj], dim=1)
+            stacked = torch.cat([*extra, scene, obj], dim=1)
             size = stacked.shape[-2:]
             logits = 0
             for level, conv in enumerate(self.gates):
@@ -140,7 +189,33 @@ class GatedMerge(nn.Module):
         else:
             gate = torch.full_like(scene, float(force_gate))
         fused = gate * scene + (1 - gate) * obj
-        return self.out(torch.cat([fused, motion], dim=1))
+        return self.out(torch.cat([fused, *extra], dim=1))
+
+
+class OffsetWarp(nn.Module):
+    """Moves a clip's object features for every frame: each output cell is a softmax-weighted sum
+    of the input cells within ``window x window`` around it, weights predicted from that frame's
+    motion features. Unlike a flow field sampled bilinearly, every offset in the window gets a
+    gradient, so displacements of several cells are learnable from the start.
+    """
+
+    def __init__(self, channels: int, window: int) -> None:
+        super().__init__()
+        self.window = window
+        self.to_logits = nn.Conv2d(channels, window * window, 3, padding=1)
+        with torch.no_grad():  # start close to the identity (the centre offset dominates), but let
+            # motion steer it from the first step: a zero weight would give the motion encoder no gradient
+            self.to_logits.bias.zero_()
+            self.to_logits.bias[window * window // 2] = 4.0
+
+    def forward(self, obj: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
+        """``obj`` ``[B, C, H, W]`` (one map per clip), ``motion`` ``[B*T, C, H, W]`` -> ``[B*T, C, H, W]``."""
+        b, c, h, w = obj.shape
+        weights = rearrange(self.to_logits(motion).softmax(dim=1), "(b t) k h w -> b t k h w", b=b)
+        k = self.window
+        patches = rearrange(F.unfold(obj, k, padding=k // 2), "b (c k) (h w) -> b c k h w", c=c, h=h)
+        moved = torch.einsum("bckhw,btkhw->btchw", patches, weights)
+        return rearrange(moved, "b t c h w -> (b t) c h w")
 
 
 class MergeDecoder(nn.Module):
@@ -153,13 +228,24 @@ class MergeDecoder(nn.Module):
             "object": resample_stack(hid, cfg.down_object, cfg.down_content),
             "motion": resample_stack(hid, cfg.down_motion, cfg.down_content),
         })
-        self.merge = GatedMerge(hid)
+        self.warp = OffsetWarp(hid, cfg.warp_window) if cfg.merge == "warp" else None
+        self.merge = GatedMerge(hid, with_motion=cfg.merge == "gate")
         self.res = ResidualStack(hid, cfg.res_depth)
         self.up = UpStack(hid, cfg.down_content)
         self.to_rgb = nn.Conv2d(hid, 3, 3, padding=1)
 
     def _content(self, name: str, code: torch.Tensor) -> torch.Tensor:
         return self.to_content[name](self.from_code[name](code))
+
+    def warp_image(self, image: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
+        """``image`` ``[B, C, h, w]`` at the merge resolution moved by the warp of ``motion`` codes: ``[B, C, T, h, w]``.
+
+        Training compares the moved anchor frame with each frame (``model.warp_l1_weight``): a
+        direct, strong signal that teaches the motion codes the warp before the decoder can read them.
+        """
+        b = motion.shape[0]
+        motion_f = self._content("motion", rearrange(motion, "b d t h w -> (b t) d h w"))
+        return rearrange(self.warp(image, motion_f), "(b t) c h w -> b c t h w", b=b)
 
     def forward(self, scene: torch.Tensor, obj: torch.Tensor, motion: torch.Tensor,
                 force_gate: Optional[float] = None) -> torch.Tensor:
@@ -168,7 +254,10 @@ class MergeDecoder(nn.Module):
         object_f = self._content("object", obj[:, :, 0])
         motion_f = self._content("motion", rearrange(motion, "b d t h w -> (b t) d h w"))
         scene_f = repeat(scene_f, "b c h w -> (b t) c h w", t=t)
-        object_f = repeat(object_f, "b c h w -> (b t) c h w", t=t)
+        if self.warp is not None:
+            object_f = self.warp(object_f, motion_f)
+        else:
+            object_f = repeat(object_f, "b c h w -> (b t) c h w", t=t)
         frames = self.to_rgb(self.up(self.res(self.merge(motion_f, scene_f, object_f, force_gate))))
         return rearrange(frames, "(b t) c h w -> b c t h w", b=b)
 
@@ -185,12 +274,14 @@ class MosoVQVAE(nn.Module):
         if frames > cfg.max_frames:
             raise ValueError(f"clips of {frames} frames need model.max_frames >= {frames}")
         deepest = max(cfg.down_scene, cfg.down_object, cfg.down_motion, cfg.down_content)
+        if cfg.motion_input == "matching" and cfg.down_motion < cfg.down_content:
+            raise ValueError("motion_input: matching needs down_motion >= down_content (it starts at the merge resolution)")
         if resolution % 2**deepest:
             raise ValueError(f"resolution {resolution} is not divisible by 2^{deepest} (the deepest downsampling)")
         self.cfg, self.frames, self.resolution = cfg, frames, resolution
         self.encoders = nn.ModuleDict({
             "scene": ClipEncoder(cfg, cfg.down_scene, frames),
-            "object": ClipEncoder(cfg, cfg.down_object, frames),
+            "object": ClipEncoder(cfg, cfg.down_object, 1 if cfg.object_input == "anchor" else frames),
             "motion": MotionEncoder(cfg),
         })
         self.quantizer = build_quantizer(
@@ -212,10 +303,26 @@ class MosoVQVAE(nn.Module):
             "motion": (self.frames, r >> c.down_motion, r >> c.down_motion),
         }
 
-    def encode_continuous(self, video: torch.Tensor, step: Optional[int] = None) -> dict[str, torch.Tensor]:
-        """Pre-quantization latents ``[B, D, T', H', W']`` per component."""
-        full = step is None or step >= self.cfg.full_input_step
-        inputs = decompose_inputs(video, self.cfg.mask_low, self.cfg.mask_high, full_input=full)
+    def encode_continuous(self, video: torch.Tensor, step: Optional[int] = None, anchor: Optional[torch.Tensor] = None,
+                          scene_video: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
+        """Pre-quantization latents ``[B, D, T', H', W']`` per component.
+
+        ``anchor`` ``[B, 3, H, W]``: the frame before the clip (default: the clip's first frame).
+        ``scene_video``: other frames of the same scene for the scene encoder (mean fusion only),
+        e.g. the observed frames when ``video`` is a pseudo-clip that repeats the last one.
+        """
+        c = self.cfg
+        anchor = video[:, :, 0] if anchor is None else anchor
+        full = step is None or step >= c.full_input_step
+        inputs = decompose_inputs(video, anchor, c.mask_low, c.mask_high, full_input=full)
+        if scene_video is not None:
+            if c.temporal_fusion != "mean":
+                raise ValueError("scene_video needs temporal_fusion: mean (concat fuses exactly T frames)")
+            inputs["scene"] = decompose_inputs(scene_video, anchor, c.mask_low, c.mask_high, full_input=full)["scene"]
+        if c.object_input == "anchor":
+            inputs["object"] = anchor[:, :, None]
+        if c.motion_input == "matching":
+            inputs["motion"] = self._matching_input(video, anchor, inputs["motion"])
         return {k: self.encoders[k](inputs[k]) for k in COMPONENTS}
 
     def quantize(self, latents: dict[str, torch.Tensor]) -> tuple[dict, dict, torch.Tensor]:
@@ -235,8 +342,16 @@ class MosoVQVAE(nn.Module):
             ids[k] = rearrange(i, "b (t h w) -> b t h w", t=t, h=h, w=w)
         return codes, ids, loss
 
-    def encode(self, video: torch.Tensor, step: Optional[int] = None) -> dict[str, dict[str, torch.Tensor]]:
-        codes, indices, loss = self.quantize(self.encode_continuous(video, step))
+    def _matching_input(self, video: torch.Tensor, anchor: torch.Tensor, diff: torch.Tensor) -> torch.Tensor:
+        """Matching costs against the anchor and the anchor difference, pooled to the merge resolution."""
+        pool = self.merge_resolution
+        matching = local_matching(pool((video + 1) / 2), pool((anchor + 1) / 2), self.cfg.warp_window)
+        # x10: mean absolute differences are small numbers; the conv after it sees a usable range
+        return torch.cat([10 * matching, pool(diff)], dim=1)
+
+    def encode(self, video: torch.Tensor, step: Optional[int] = None, anchor: Optional[torch.Tensor] = None,
+               scene_video: Optional[torch.Tensor] = None) -> dict[str, dict[str, torch.Tensor]]:
+        codes, indices, loss = self.quantize(self.encode_continuous(video, step, anchor, scene_video))
         return {"codes": codes, "indices": indices, "quant_loss": loss}
 
     def decode(self, codes: dict[str, torch.Tensor], force_gate: Optional[float] = None) -> torch.Tensor:
@@ -255,6 +370,18 @@ class MosoVQVAE(nn.Module):
     def decode_indices(self, indices: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.decode(self.codes_from_indices(indices))
 
-    def forward(self, video: torch.Tensor, step: Optional[int] = None) -> dict:
-        encoded = self.encode(video, step)
-        return {"recon": self.decode(encoded["codes"]), **encoded}
+    def merge_resolution(self, frames: torch.Tensor) -> torch.Tensor:
+        """``[..., H, W]`` frames average-pooled to the resolution the decoder merges (and warps) at."""
+        factor = 2**self.cfg.down_content
+        return F.avg_pool2d(frames.flatten(0, -3), factor).unflatten(0, frames.shape[:-2]) if factor > 1 else frames
+
+    def forward(self, video: torch.Tensor, step: Optional[int] = None, anchor: Optional[torch.Tensor] = None) -> dict:
+        """``recon`` and the codes; with ``merge: warp`` also ``warped_anchor`` and its target
+        ``frames_small`` (the anchor frame moved by each frame's warp, and the frames, at the merge resolution)."""
+        encoded = self.encode(video, step, anchor)
+        out = {"recon": self.decode(encoded["codes"]), **encoded}
+        if self.decoder.warp is not None:
+            anchor = video[:, :, 0] if anchor is None else anchor
+            out["warped_anchor"] = self.decoder.warp_image(self.merge_resolution(anchor), encoded["codes"]["motion"])
+            out["frames_small"] = self.merge_resolution(video)
+        return out

@@ -221,7 +221,7 @@ def sample_cost(ddpm_config: str, first_stage_config: str, batch_size: int,
         with CostMeter(*weights, observed, x, *cond.values()) as decode:
             task.space.decode(cond, x)
         with CostMeter(*weights, observed, future) as ceiling:
-            task.space.decode(task.space.condition(observed), task.space.target(future))
+            task.space.decode(task.space.condition(observed), task.space.target(future, observed))
     sample = encode.cost() + one_call.cost().times(calls) + decode.cost()
     return sample, ceiling.cost()
 

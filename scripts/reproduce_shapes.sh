@@ -1,31 +1,48 @@
 #!/usr/bin/env bash
 # Reproduce docs/RESULTS.md: the whole pipeline on the built-in `shapes` data at 32x32
-# (4 observed -> 8 predicted frames), then RSVP-S2, RSVP-S1 and RSVP-M trained at equal budget
-# on the same tokens and validated under one protocol beside the copy-last-frame baseline.
+# (4 observed -> 8 predicted frames): the first stage (configs/first_stage/warp_shapes32.yaml) and
+# its checklist (scripts/first_stage_report.py), then RSVP-S2, RSVP-S1 and RSVP-M trained at
+# equal budget on the same tokens and validated under one protocol beside the copy-last-frame
+# baseline; optionally the 64x64, 16-frame first stage and its checklist (FS64_STEPS > 0).
 #   bash scripts/reproduce_shapes.sh            # about an hour on 2 quiet CPU cores; minutes on a GPU
-# Settings (environment): OUT (results/reproduce_shapes), FS_STEPS, GAN_STEPS, NUM_TRAIN, STEPS
-# (DDPM steps per variant), NUM_VIDEOS, NUM_SAMPLES, DEVICE, DOC (docs/RESULTS.md), README (README.md,
-# whose results block is replaced; README= leaves it alone). The defaults made the committed docs/RESULTS.md.
+# Settings (environment): OUT (results/reproduce_shapes), FS_STEPS, GAN_STEPS (0: no GAN fine-tune),
+# FS64_STEPS (0: no 64x64 first stage), NUM_TRAIN, STEPS (DDPM steps per variant), NUM_VIDEOS,
+# NUM_SAMPLES, DEVICE, DOC (docs/RESULTS.md), README (README.md, whose results block is replaced;
+# README= leaves it alone). The defaults made the committed docs/RESULTS.md.
 # Re-running reuses finished stages and resumes an interrupted one.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib_stages.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh"
 export OUT=${OUT:-results/reproduce_shapes}
-FS_STEPS=${FS_STEPS:-2000}; GAN_STEPS=${GAN_STEPS:-200}; DEVICE=${DEVICE:-auto}; DOC=${DOC:-docs/RESULTS.md}
-README=${README-README.md}
+FS_STEPS=${FS_STEPS:-3000}; GAN_STEPS=${GAN_STEPS:-0}; FS64_STEPS=${FS64_STEPS:-0}; DEVICE=${DEVICE:-auto}
+DOC=${DOC:-docs/RESULTS.md}; README=${README-README.md}
 export NUM_TRAIN=${NUM_TRAIN:-1500} STEPS=${STEPS:-1200} NUM_VIDEOS=${NUM_VIDEOS:-64} NUM_SAMPLES=${NUM_SAMPLES:-4}
 export DEVICE DATA=shapes RES=32 BATCH=16 LR=5e-4 K=4
 common=(--id reproduce --device "$DEVICE" --auto_resume results_dir="$OUT")
 mkdir -p "$OUT"
 timed_stage "$OUT/stage_times.txt" "first stage" \
-    python main.py --exp first_stage --config configs/first_stage/moso_shapes32.yaml "${common[@]}" train.max_steps="$FS_STEPS"
-timed_stage "$OUT/stage_times.txt" "GAN fine-tune" python main.py --exp gan --config configs/first_stage/moso_shapes32_gan.yaml "${common[@]}" \
-    --first_stage_folder "$OUT/first_stage_reproduce_shapes_42" train.max_steps="$GAN_STEPS" train.ckpt_every=100
-FIRST_MODEL="$OUT/gan_reproduce_shapes_42/model_last.pth" bash scripts/compare_variants.sh
-python scripts/motion_sensitivity.py --first_model "$OUT/gan_reproduce_shapes_42/model_last.pth" | tee "$OUT/motion_sensitivity.txt"
+    python main.py --exp first_stage --config configs/first_stage/warp_shapes32.yaml "${common[@]}" train.max_steps="$FS_STEPS"
+first_runs=("$OUT/first_stage_reproduce_shapes_42")
+export FIRST_MODEL="$OUT/first_stage_reproduce_shapes_42/model_last.pth"
+if [ "$GAN_STEPS" -gt 0 ]; then
+  timed_stage "$OUT/stage_times.txt" "GAN fine-tune" python main.py --exp gan --config configs/first_stage/warp_shapes32_gan.yaml \
+      "${common[@]}" --first_stage_folder "$OUT/first_stage_reproduce_shapes_42" train.max_steps="$GAN_STEPS" train.ckpt_every=100
+  first_runs+=("$OUT/gan_reproduce_shapes_42")
+  FIRST_MODEL="$OUT/gan_reproduce_shapes_42/model_last.pth"
+fi
+python scripts/first_stage_report.py --first_model "$FIRST_MODEL" --num_clips "$NUM_VIDEOS" --cond_frames "$K" \
+    --out "$OUT/first_stage_report32.json" | tee "$OUT/first_stage_report32.txt"
+reports=(--attach "First stage at 32x32, 8 frames (scripts/first_stage_report.py)=$OUT/first_stage_report32.txt")
+if [ "$FS64_STEPS" -gt 0 ]; then
+  timed_stage "$OUT/stage_times.txt" "first stage 64x64" python main.py --exp first_stage \
+      --config configs/first_stage/warp_shapes64.yaml "${common[@]}" --id reproduce64 train.max_steps="$FS64_STEPS"
+  first_runs+=("$OUT/first_stage_reproduce64_shapes_42")
+  python scripts/first_stage_report.py --first_model "$OUT/first_stage_reproduce64_shapes_42/model_last.pth" \
+      --num_clips "$NUM_VIDEOS" --cond_frames "$K" --out "$OUT/first_stage_report64.json" | tee "$OUT/first_stage_report64.txt"
+  reports+=(--attach "First stage at 64x64, 16 frames (scripts/first_stage_report.py)=$OUT/first_stage_report64.txt")
+fi
+bash scripts/compare_variants.sh
 python scripts/write_results.py "RSVP-S2=$OUT/validate_s2/metrics.json" "RSVP-S1=$OUT/validate_s1/metrics.json" \
     "RSVP-M=$OUT/validate_m/metrics.json" --out "$DOC" --stage_times "$OUT/stage_times.txt" \
-    --first_stage "$OUT/first_stage_reproduce_shapes_42" "$OUT/gan_reproduce_shapes_42" \
-    --attach "Does the decoder use the motion codes? (scripts/motion_sensitivity.py)=$OUT/motion_sensitivity.txt" \
-    ${README:+--readme "$README"} \
-    --command "FS_STEPS=$FS_STEPS GAN_STEPS=$GAN_STEPS NUM_TRAIN=$NUM_TRAIN STEPS=$STEPS NUM_VIDEOS=$NUM_VIDEOS NUM_SAMPLES=$NUM_SAMPLES bash scripts/reproduce_shapes.sh"
+    --first_stage "${first_runs[@]}" "${reports[@]}" ${README:+--readme "$README"} \
+    --command "FS_STEPS=$FS_STEPS GAN_STEPS=$GAN_STEPS FS64_STEPS=$FS64_STEPS NUM_TRAIN=$NUM_TRAIN STEPS=$STEPS NUM_VIDEOS=$NUM_VIDEOS NUM_SAMPLES=$NUM_SAMPLES bash scripts/reproduce_shapes.sh"

@@ -101,8 +101,12 @@ def document(runs: dict[str, dict], command: str, stage_times: str | None, extra
             last[name] = float(seconds)
         parts += [f"| {name} | {seconds / 60:.1f} |" for name, seconds in last.items()]
     for title, path in attachments:  # another script's printed output, verbatim
+        lines = path.read_text().rstrip().splitlines()
+        if lines and lines[-1].startswith("written to "):
+            lines = lines[:-1]  # the script's own note on where it wrote the numbers
+        markdown = any(line.startswith("|") for line in lines)  # a table prints as a table
         parts += ["", f"## {title}", "", f"Output of the script that wrote `{path}`:", "",
-                  *("    " + line for line in path.read_text().rstrip().splitlines())]
+                  *(line if markdown else "    " + line for line in lines)]
     return "\n".join(parts) + "\n"
 
 

@@ -35,7 +35,7 @@ def test_scale_gives_unit_std_and_round_trips():
     assert abs(float(values.std()) - 1.0) < 1e-4 and scale > 0
     # With K = T observed frames, condition + target decode to the first stage's own reconstruction.
     recon = space.first_stage(video)["recon"].clamp(-1, 1)
-    assert torch.allclose(space.decode(cond, space.target(video)), recon, atol=1e-5)
+    assert torch.allclose(space.decode(cond, space.target(video, video)), recon, atol=1e-5)
 
 
 def test_snap_returns_codebook_rows_and_keeps_exact_codes():

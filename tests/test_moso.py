@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from models.moso import MosoConfig, MosoVQVAE, decompose_inputs, motion_mask, second_order_difference
+from models.moso import MosoConfig, MosoVQVAE, OffsetWarp, anchor_difference, decompose_inputs, motion_mask
+from evaluation.frame_metrics import psnr_per_frame
 from models.quantizers import EMAVectorQuantizer, FSQuantizer
 
 SMALL = dict(hidden=16, res_depth=1, attn_heads=2, codebook_size=64, code_dim=4)
@@ -90,22 +91,58 @@ def test_decomposition_splits_moving_pixels_from_background():
     video = torch.full((1, 3, 6, 16, 16), -1.0)
     for t in range(6):  # a dark-grey 3x3 square moving right by 2 px per frame on black
         video[:, :, t, 6:9, 2 * t:2 * t + 3] = -0.5  # 0.25 in [0, 1]: its differences fall in [0.1, 0.9]
-    diff = second_order_difference((video + 1) / 2)
+    anchor = video[:, :, 0]
+    diff = anchor_difference((video + 1) / 2, (anchor + 1) / 2)
     mask = motion_mask(diff, 0.1, 0.9)
-    assert mask[0, 0, 2, 7, 5] == 1  # the square's leading edge moves
+    assert mask[0, 0, 2, 7, 5] == 1  # where the square is at t=2
+    assert mask[0, 0, 2, 7, 0] == 1  # where it was in the anchor frame: marked in every frame
     assert mask[0, 0, 2, 0, 0] == 0  # static background
-    inputs = decompose_inputs(video, 0.1, 0.9, full_input=False)
+    inputs = decompose_inputs(video, anchor, 0.1, 0.9, full_input=False)
     assert torch.equal(inputs["object"] + inputs["scene"], video)
-    raw = decompose_inputs(video, 0.1, 0.9, full_input=True)
+    raw = decompose_inputs(video, anchor, 0.1, 0.9, full_input=True)
     assert torch.equal(raw["scene"], video) and torch.equal(raw["object"], video)
 
 
-def test_clip_ends_use_one_sided_differences():
+def test_motion_input_is_moso_anchor_difference():
     x = torch.rand(1, 3, 5, 4, 4)
-    d = second_order_difference(x)
-    assert torch.allclose(d[:, :, 0], x[:, :, 0] - x[:, :, 1])
-    assert torch.allclose(d[:, :, -1], x[:, :, -1] - x[:, :, -2])
-    assert torch.allclose(d[:, :, 2], 2 * x[:, :, 2] - x[:, :, 1] - x[:, :, 3])
+    anchor = torch.rand(1, 3, 4, 4)
+    d = anchor_difference(x, anchor)
+    for t in range(4):  # 2 x_t - x_anchor - x_{t+1}, the anchor fixed for the whole clip
+        assert torch.allclose(d[:, :, t], 2 * x[:, :, t] - anchor - x[:, :, t + 1])
+    assert torch.allclose(d[:, :, -1], x[:, :, -1] - anchor)  # no frame after the clip: x_T := x_{T-1}
+
+
+def test_anchor_before_changes_the_motion_codes_and_defaults_to_the_first_frame():
+    model = small_model().eval()
+    video = clip()
+    with torch.no_grad():
+        default = model.encode(video)["codes"]["motion"]
+        first = model.encode(video, anchor=video[:, :, 0])["codes"]["motion"]
+        other = model.encode(video, anchor=-video[:, :, 0])["codes"]["motion"]
+    assert torch.equal(default, first)
+    assert not torch.equal(default, other)
+
+
+def test_offset_warp_moves_features_by_the_chosen_offset():
+    warp = OffsetWarp(channels=2, window=3)
+    obj = torch.zeros(1, 2, 5, 5)
+    obj[:, :, 2, 2] = 1.0
+    with torch.no_grad():  # choose "take the cell one to the left" (offset index (1, 0) in the 3x3 window)
+        warp.to_logits.bias.fill_(-1e4)
+        warp.to_logits.bias[3] = 1e4
+    moved = warp(obj, torch.zeros(2, 2, 5, 5))  # two frames of one clip
+    assert moved.shape == (2, 2, 5, 5)
+    assert torch.allclose(moved[:, :, 2, 3], torch.ones(2, 2)) and float(moved.sum()) == 4.0
+
+
+def test_warp_model_decodes_with_motion_from_the_anchor():
+    model = small_model(merge="warp", object_input="anchor", anchor="before", temporal_fusion="mean",
+                        temporal_position=False, warp_window=5)
+    video = clip()
+    out = model(video, step=0, anchor=video[:, :, 0])
+    assert out["recon"].shape == video.shape and out["codes"]["object"].shape[2] == 1
+    out["recon"].mean().backward()
+    assert model.decoder.warp.to_logits.weight.grad is not None
 
 
 def test_bad_geometry_is_a_clear_error():
@@ -113,3 +150,22 @@ def test_bad_geometry_is_a_clear_error():
         MosoVQVAE(MosoConfig(**SMALL), frames=8, resolution=36)
     with pytest.raises(ValueError, match="max_frames"):
         MosoVQVAE(MosoConfig(**SMALL, max_frames=4), frames=8, resolution=32)
+
+
+def test_collapse_diagnostics_score_a_static_decoder_zero_and_a_perfect_one_one():
+    from tools.experiments.decomposition import temporal_mean_psnr, temporal_variance_ratio
+
+    video = clip(batch=3)
+    static = video.mean(dim=2, keepdim=True).expand_as(video)  # the best motion-blind output
+    assert float(temporal_variance_ratio(static, video)) < 1e-6
+    assert float(temporal_variance_ratio(video, video)) == pytest.approx(1.0)
+    assert float(temporal_mean_psnr(video)) == pytest.approx(float(psnr_per_frame(static, video).mean()))
+    assert float(temporal_mean_psnr(static)) == 100.0  # a still clip is its own temporal mean
+
+
+def test_collapsing_first_stage_is_warned_about():
+    from tools.experiments.first_stage import COLLAPSE_RATIO, FirstStageTask
+
+    warn = FirstStageTask.sample_warnings
+    assert warn(None, {"decomp/temporal_variance_ratio": COLLAPSE_RATIO / 10})
+    assert not warn(None, {"decomp/temporal_variance_ratio": 0.9})

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from models.ema import EMA
+from models.ema import EMA, ema_decay_at
 from tests.toy_task import ToyTask, ToyVideos, toy_config
 from tools.checkpoint import list_step_checkpoints, load_checkpoint
 from tools.seeding import seed_everything
@@ -98,7 +98,7 @@ def test_mixed_precision_on_cpu_trains(tmp_path, precision):
 
 def test_ema_copies_first_then_averages_and_copies_integer_buffers():
     net = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
-    ema = EMA(net, decay=0.75)
+    ema = EMA(net, decay=0.75, warmup=False)
     with torch.no_grad():
         net[0].weight.fill_(1.0)
     net(torch.randn(4, 2))
@@ -111,6 +111,26 @@ def test_ema_copies_first_then_averages_and_copies_integer_buffers():
     assert torch.allclose(ema.module[0].weight, torch.full((2, 2), 1.5))  # 0.75 * 1 + 0.25 * 3
     assert ema.module[1].num_batches_tracked.item() == 2  # copied, not truncated lerp
     assert ema.num_updates == 2 and not any(p.requires_grad for p in ema.module.parameters())
+
+
+def test_ema_warmup_follows_the_usual_schedule():
+    # decay at the update after n earlier ones: min(decay, (1 + n) / (10 + n))
+    assert ema_decay_at(0.999, 1, warmup=True) == pytest.approx(2 / 11)
+    assert ema_decay_at(0.999, 1000, warmup=True) == pytest.approx(1001 / 1010)
+    assert ema_decay_at(0.99, 10_000, warmup=True) == 0.99 and ema_decay_at(0.99, 1, warmup=False) == 0.99
+    net = nn.Linear(1, 1, bias=False)
+    ema = EMA(net, decay=0.999)
+    with torch.no_grad():
+        net.weight.fill_(0.0)
+    ema.update(net)  # copies 0
+    with torch.no_grad():
+        net.weight.fill_(1.0)
+    ema.update(net)  # 2/11 of the old weight stays
+    assert float(ema.module.weight) == pytest.approx(9 / 11)
+    for _ in range(1498):
+        ema.update(net)
+    # Without warm-up 0.999^1499 = 22 % of the step-1 weight would remain; with it almost none.
+    assert 1 - float(ema.module.weight) < 0.01
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):

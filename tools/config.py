@@ -78,6 +78,7 @@ class TrainConfig:
     precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | fp32 | bf16 | fp16
     grad_clip: float = 1.0  # max global grad norm; 0 disables
     ema_decay: float = 0.999  # 0 disables EMA
+    ema_warmup: bool = True  # decay min(ema_decay, (1 + n) / (10 + n)) at update n: early weights fade out
     optim: OptimConfig = field(default_factory=OptimConfig)
     find_unused_parameters: bool = False  # DDP option for models with conditional branches
     compile: bool = False  # torch.compile the trained nets (first steps slower; see docs/BENCHMARKS.md)

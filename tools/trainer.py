@@ -280,6 +280,10 @@ class TrainTask:
     # ``sample(self, batch, step, ctx) -> dict[str, Tensor]`` is optional: define it to get samples.
     sample = None
 
+    def sample_warnings(self, scalars: dict[str, float]) -> list[str]:
+        """Warnings the log should carry about a sample step's numbers (e.g. a collapsing model)."""
+        return []
+
     def state_dict(self) -> dict[str, Any]:
         return {}
 
@@ -434,7 +438,8 @@ class Trainer:
         if unknown:
             raise KeyError(f"ema_nets names unknown nets {unknown}; nets are {list(self.nets)}")
         decay = float(self.tcfg.ema_decay)
-        self.emas: dict[str, EMA] = {n: EMA(self.nets[n], decay) for n in task.ema_nets} if decay > 0 else {}
+        warmup = bool(self.tcfg.ema_warmup)
+        self.emas: dict[str, EMA] = {n: EMA(self.nets[n], decay, warmup) for n in task.ema_nets} if decay > 0 else {}
 
         self.optimizers: dict[str, Optimizer] = {}
         self.schedulers: dict[str, LRScheduler] = {}
@@ -761,6 +766,8 @@ class Trainer:
         if scalars:
             logger.scalars(self.step, scalars)
             logger.info(f"sample step {self.step} | {format_scalars(scalars)}")
+            for warning in self.task.sample_warnings(scalars):
+                logger.info(f"WARNING: {warning}")
         if videos:
             logger.videos(self.step, videos)
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from omegaconf import DictConfig
 from torch.utils.data import Dataset, default_collate
@@ -42,11 +42,11 @@ def run_training(make_task: Callable[[Any], TrainTask], cfg: DictConfig, run_dir
         cleanup()
 
 
-def held_out_batch(cfg: DictConfig) -> dict:
-    """The first ``model.eval_clips`` test clips, shown and scored at every sample step."""
+def held_out_batch(cfg: DictConfig, data: Optional[DictConfig] = None) -> dict:
+    """The first ``model.eval_clips`` test clips (of ``data``, default ``cfg.data``), shown and scored at every sample step."""
     count = int(cfg.model.eval_clips)
     if count < 1:
         raise ConfigError(f"model.eval_clips must be at least 1 (got {count}); "
                           "raise train.sample_every to sample less often")
-    test = build_dataset(cfg.data, "test", cfg.seed)
+    test = build_dataset(cfg.data if data is None else data, "test", cfg.seed)
     return default_collate([test[i] for i in range(min(len(test), count))])

@@ -125,7 +125,7 @@ class DDPMTask(TrainTask):
         """(condition, x0) of a batch of clips or of stored token pairs."""
         if "video" in batch:
             observed, future = self.split(batch["video"])
-            return self.space.condition(observed), self.space.target(future)
+            return self.space.condition(observed), self.space.target(future, observed)
         cond = self.space.from_indices({k: batch[f"cond_{k}"] for k in ("scene", "object", "motion")})
         return cond, self.space.from_indices({"motion": batch["future_motion"]})["motion"]
 

@@ -4,6 +4,16 @@ Pictures (one GIF, left to right): input | reconstruction | scene only (merge ga
 scene) | objects only (gate forced to the objects) | this clip's scene and objects moved by the
 *next* clip's motion.
 
+Collapse diagnostics (any data):
+
+* ``decomp/temporal_variance_ratio`` — how much the reconstruction varies over time, as a
+  fraction of how much the input does (per-pixel variance over T, averaged). A decoder that emits
+  the same frame for every t scores about 0, a perfect one 1.
+* ``decomp/other_motion_psnr`` — PSNR between the reconstruction and the decoding of the same
+  scene and objects with *another clip's* motion codes. Low means the decoder depends on motion.
+* ``decomp/temporal_mean_psnr`` — PSNR of the input's temporal mean against the input: the best
+  any decoder that ignores motion can reach (the bound a working first stage must beat).
+
 ``decomp/motion_sensitivity_psnr`` — PSNR between the reconstruction and the decoding of the same
 scene and objects with *random* codebook motion. High values (above ~40 dB) mean the decoder
 ignores its motion tokens: no second stage that predicts motion can then change the frames.
@@ -38,10 +48,21 @@ def _iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return inter / union.clamp(min=1)
 
 
+def temporal_variance_ratio(recon: torch.Tensor, video: torch.Tensor) -> torch.Tensor:
+    """Mean per-pixel variance over T of ``recon`` over that of ``video`` (``[B, C, T, H, W]``)."""
+    return recon.float().var(dim=2).mean() / video.float().var(dim=2).mean().clamp(min=1e-12)
+
+
+def temporal_mean_psnr(video: torch.Tensor) -> torch.Tensor:
+    """PSNR of every frame against the clip's temporal mean: the motion-blind decoder's bound."""
+    return psnr_per_frame(video.mean(dim=2, keepdim=True).expand_as(video), video).mean()
+
+
 @torch.no_grad()
-def decomposition_report(model, batch: dict, device: torch.device) -> dict[str, torch.Tensor]:
+def decomposition_report(model, batch: dict, device: torch.device,
+                         anchor: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     video = batch["video"].to(device)
-    codes = model.encode(video)["codes"]
+    codes = model.encode(video, anchor=anchor)["codes"]
     recon = model.decode(codes).clamp(-1, 1)
     scene_only = model.decode(codes, force_gate=1.0).clamp(-1, 1)
     objects_only = model.decode(codes, force_gate=0.0).clamp(-1, 1)
@@ -50,7 +71,11 @@ def decomposition_report(model, batch: dict, device: torch.device) -> dict[str, 
     swapped = model.decode(swapped_codes).clamp(-1, 1)
     out: dict[str, torch.Tensor] = {
         "decomposition": torch.cat([video, recon, scene_only, objects_only, swapped], dim=-1),
+        "decomp/temporal_variance_ratio": temporal_variance_ratio(recon, video),
+        "decomp/temporal_mean_psnr": temporal_mean_psnr(video),
     }
+    if video.shape[0] > 1:
+        out["decomp/other_motion_psnr"] = psnr_per_frame(swapped, recon).mean()
     # Does the decoder use its motion tokens at all? Decode with random codebook motion instead.
     b, _, t, h, w = codes["motion"].shape
     motion_ids = torch.randint(0, model.codebook_size, (b, t, h, w), generator=torch.Generator().manual_seed(0))

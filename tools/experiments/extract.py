@@ -28,7 +28,7 @@ from tools.experiments.first_stage import load_first_stage
 from tools.loader import init_worker
 from tools.registry import Experiment, register_experiment
 from tools.tokens import META_NAME, index_dtype, shard_done_path, shard_file
-from models.latent_space import pseudo_clip
+from models.latent_space import encode_future, encode_observed
 
 
 @dataclass
@@ -48,8 +48,9 @@ def encode_batch(model, video: torch.Tensor, cond_frames: int) -> dict[str, torc
         return model.encode(video)["indices"]
     t = model.frames
     observed, future = video[:, :, :cond_frames], video[:, :, cond_frames:cond_frames + t]
-    cond = model.encode(pseudo_clip(observed, t))["indices"]
-    return {**{f"cond_{k}": v for k, v in cond.items()}, "future_motion": model.encode(future)["indices"]["motion"]}
+    cond = encode_observed(model, observed)["indices"]
+    future_motion = encode_future(model, future, observed)["indices"]["motion"]
+    return {**{f"cond_{k}": v for k, v in cond.items()}, "future_motion": future_motion}
 
 
 class KeyedClips(Dataset):

@@ -46,6 +46,12 @@ class GanConfig:
 class FirstStageConfig:
     vqvae: MosoConfig = field(default_factory=MosoConfig)
     l1_weight: float = 1.0
+    # L1 between the reconstruction's and the input's frame-to-frame differences: a static
+    # reconstruction pays for every moving pixel (a departure from MOSO; docs/FIRST_STAGE.md).
+    temporal_l1_weight: float = 0.0
+    # merge: warp only: L1 between the anchor frame moved by each frame's warp and that frame, at
+    # the merge resolution (teaches motion the warp from the first step; docs/FIRST_STAGE.md)
+    warp_l1_weight: float = 0.0
     perceptual: PerceptualConfig = field(default_factory=PerceptualConfig)
     gan: GanConfig = field(default_factory=GanConfig)
     eval_clips: int = 8  # held-out clips reconstructed, scored and shown at every sample step
@@ -54,6 +60,25 @@ class FirstStageConfig:
 def build_vqvae(cfg: DictConfig) -> MosoVQVAE:
     vq_cfg = MosoConfig(**OmegaConf.to_container(cfg.model.vqvae, resolve=True))
     return MosoVQVAE(vq_cfg, frames=cfg.data.frames, resolution=cfg.data.resolution)
+
+
+def first_stage_data(cfg: DictConfig) -> DictConfig:
+    """The data section a first-stage run reads: one frame more than the clip with ``anchor: before``."""
+    data = cfg.data.copy()
+    if cfg.model.vqvae.anchor == "before":
+        data.frames = int(data.frames) + 1
+    return data
+
+
+def split_anchor(cfg: DictConfig, batch: dict) -> tuple[Optional[torch.Tensor], dict]:
+    """(anchor frame or None, the batch cut to the clip) for a batch of ``first_stage_data`` clips."""
+    if cfg.model.vqvae.anchor != "before":
+        return None, batch
+    video = batch["video"]
+    clip = {**batch, "video": video[:, :, 1:]}
+    if "mask" in batch:
+        clip["mask"] = batch["mask"][:, 1:]
+    return video[:, :, 0], clip
 
 
 def load_first_stage(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[MosoVQVAE, DictConfig, dict]:
@@ -111,13 +136,22 @@ class FirstStageTask(TrainTask):
         return [nets[name](video) for name in self.discs]
 
     def training_step(self, batch: dict, step: int, ctx: StepContext) -> dict[str, torch.Tensor]:
+        anchor, batch = split_anchor(self.cfg, batch)
         video = batch["video"]
         gan_on = self.adversarial and step >= self.mcfg.gan.start_step
         with ctx.autocast():
-            out = ctx.nets["model"](video, step=step + self.step_offset)
+            out = ctx.nets["model"](video, step=step + self.step_offset, anchor=anchor)
             recon = out["recon"]
             rec = self.mcfg.l1_weight * reconstruction_loss(recon, video, "l1")
             logs = {"l1": rec.detach()}
+            if self.mcfg.temporal_l1_weight > 0:
+                t_l1 = (recon.diff(dim=2) - video.diff(dim=2)).abs().mean()
+                rec = rec + self.mcfg.temporal_l1_weight * t_l1
+                logs["temporal_l1"] = t_l1.detach()
+            if self.mcfg.warp_l1_weight > 0 and "warped_anchor" in out:
+                w_l1 = (out["warped_anchor"] - out["frames_small"]).abs().mean()
+                rec = rec + self.mcfg.warp_l1_weight * w_l1
+                logs["warp_l1"] = w_l1.detach()
             if self.perceptual is not None:
                 p_loss = self.perceptual(recon, video)
                 rec = rec + self.mcfg.perceptual.weight * p_loss
@@ -144,22 +178,43 @@ class FirstStageTask(TrainTask):
 
     def sample(self, batch: dict, step: int, ctx: StepContext) -> dict[str, torch.Tensor]:
         """Held-out reconstructions (input | reconstruction), their PSNR/SSIM, codebook usage."""
-        model = ctx.eval_net("model")
+        anchor, batch = split_anchor(self.cfg, batch)
         video = batch["video"]
-        out = model(video)
-        recon = out["recon"].clamp(-1, 1)
-        indices = torch.cat([i.flatten() for i in out["indices"].values()])
-        usage = model.quantizer.usage.stats(indices)
-        results: dict[str, torch.Tensor] = {
-            "recon": torch.cat([video, recon], dim=-1),
-            "eval/psnr": psnr_per_frame(recon, video).mean(),
-            "eval/ssim": ssim_per_frame(recon, video).mean(),
-            "codebook/perplexity": torch.tensor(usage["perplexity"]),
-            "codebook/used_codes": torch.tensor(float(usage["used_codes"])),
-            "codebook/dead_codes": torch.tensor(float(ctx.raw_nets["model"].quantizer.usage.stats(indices)["dead_codes"])),
-        }
-        results.update(decomposition_report(model, batch, ctx.device))
+        results: dict[str, torch.Tensor] = {}
+        for label, model in (("", ctx.eval_net("model")), ("raw/", ctx.raw_nets["model"])):
+            out = model(video, anchor=anchor)
+            recon = out["recon"].clamp(-1, 1)
+            results[f"{label}eval/psnr"] = psnr_per_frame(recon, video).mean()
+            results[f"{label}eval/ssim"] = ssim_per_frame(recon, video).mean()
+            if not label:  # EMA weights (when there are any): the ones sampling uses
+                results["recon"] = torch.cat([video, recon], dim=-1)
+                results.update(codebook_report(model, out["indices"]))
+                results.update(decomposition_report(model, batch, ctx.device, anchor))
         return results
+
+    def sample_warnings(self, scalars: dict[str, float]) -> list[str]:
+        ratio = scalars.get("decomp/temporal_variance_ratio")
+        if ratio is not None and ratio < COLLAPSE_RATIO:
+            return [f"motion collapse: the reconstruction varies over time {ratio:.2f}x as much as the input "
+                    f"(< {COLLAPSE_RATIO}); the decoder is ignoring motion (docs/FIRST_STAGE.md)"]
+        return []
+
+
+# Below this temporal-variance ratio (reconstruction / input) the log warns of motion collapse.
+COLLAPSE_RATIO = 0.3
+
+
+def codebook_report(model: MosoVQVAE, indices: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Codebook use over all components and per component (a collapsed stream uses few codes)."""
+    usage = model.quantizer.usage
+    out: dict[str, torch.Tensor] = {}
+    for name, ids in {"": torch.cat([i.flatten() for i in indices.values()]), **indices}.items():
+        stats = usage.stats(ids)
+        prefix = f"codebook/{name}_" if name else "codebook/"
+        out[f"{prefix}perplexity"] = torch.tensor(stats["perplexity"])
+        out[f"{prefix}used_codes"] = torch.tensor(float(stats["used_codes"]))
+    out["codebook/dead_codes"] = torch.tensor(float(usage.stats(indices["motion"])["dead_codes"]))
+    return out
 
 
 def _initial_weights(cfg: DictConfig) -> tuple[dict, int]:
@@ -186,8 +241,9 @@ def _initial_weights(cfg: DictConfig) -> tuple[dict, int]:
 
 def _run(cfg: DictConfig, run_dir: Path, resume: bool, adversarial: bool) -> int:
     try:
-        train = build_dataset(cfg.data, "train", cfg.seed)
-        eval_batch = held_out_batch(cfg)
+        data = first_stage_data(cfg)
+        train = build_dataset(data, "train", cfg.seed)
+        eval_batch = held_out_batch(cfg, data)
         init, offset = _initial_weights(cfg) if adversarial and not resume else (None, 0)
     except (ConfigError, CheckpointError) as err:
         raise ConfigError(str(err)) from None

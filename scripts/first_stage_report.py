@@ -1,0 +1,141 @@
+"""Does a first stage work? Every number of docs/FIRST_STAGE.md's checklist, on the test split.
+
+    python scripts/first_stage_report.py --first_model results/first_stage_main_shapes_42/model_last.pth \
+        [--num_clips 64] [--cond_frames 4] [--out report.json]
+
+On ``--num_clips`` test clips it prints (and writes as JSON with ``--out``):
+
+* reconstruction PSNR/SSIM of T-frame clips beside the temporal-mean bound (the best a decoder
+  that ignores motion can reach);
+* whether motion is used: the temporal-variance ratio (reconstruction / input), the PSNR between
+  a clip's reconstruction and its decoding with another clip's motion (low = motion matters) or
+  with random codebook motion, and, where the data has sprite masks, the motion-swap IoU with
+  the motion source's and the appearance source's sprites;
+* the prediction ceiling: on clips of K + T frames, the observed scene/object decoded with the
+  true future motion, beside copying the last observed frame.
+
+The decomposition numbers are the ones the first stage logs at every sample step
+(``tools/experiments/decomposition.py``), averaged over batches of ``--batch`` clips.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+from torch.utils.data import default_collate  # noqa: E402
+
+from evaluation.frame_metrics import psnr_per_frame, ssim_per_frame  # noqa: E402
+from models.latent_space import SemanticLatentSpace  # noqa: E402
+from tools.datasets import build_dataset  # noqa: E402
+from tools.experiments.decomposition import decomposition_report  # noqa: E402
+from tools.experiments.first_stage import first_stage_data, load_first_stage, split_anchor  # noqa: E402
+
+KEYS = {  # report key -> decomposition_report key
+    "temporal_mean_psnr": "decomp/temporal_mean_psnr",
+    "temporal_variance_ratio": "decomp/temporal_variance_ratio",
+    "other_motion_psnr": "decomp/other_motion_psnr",
+    "random_motion_psnr": "decomp/motion_sensitivity_psnr",
+    "swap_iou_motion_src": "decomp/swap_iou_motion_src",
+    "swap_iou_appearance_src": "decomp/swap_iou_appearance_src",
+    "recon_iou": "decomp/recon_iou",
+}
+
+
+def _batches(dataset, count: int, size: int):
+    for start in range(0, count, size):
+        yield default_collate([dataset[i] for i in range(start, min(count, start + size))])
+
+
+@torch.no_grad()
+def reconstruction(model, cfg, num_clips: int, batch_size: int) -> dict[str, float]:
+    """Reconstruction quality and the decomposition diagnostics, averaged over batches."""
+    test = build_dataset(first_stage_data(cfg), "test")
+    sums: dict[str, float] = {}
+    batches = 0
+    for batch in _batches(test, min(num_clips, len(test)), batch_size):
+        anchor, batch = split_anchor(cfg, batch)
+        video = batch["video"]
+        recon = model(video, anchor=anchor)["recon"].clamp(-1, 1)
+        numbers = {"recon_psnr": psnr_per_frame(recon, video).mean(), "recon_ssim": ssim_per_frame(recon, video).mean()}
+        report = decomposition_report(model, batch, torch.device("cpu"), anchor)
+        numbers.update({k: report[v] for k, v in KEYS.items() if v in report})
+        for k, v in numbers.items():
+            sums[k] = sums.get(k, 0.0) + float(v)
+        batches += 1
+    return {k: v / batches for k, v in sums.items()}
+
+
+@torch.no_grad()
+def ceiling(model, cfg, num_clips: int, cond_frames: int, batch_size: int) -> dict[str, float]:
+    """Observed scene/object + true future motion, against copying the last observed frame."""
+    test = build_dataset(OmegaConf.merge(cfg.data, {"frames": cond_frames + model.frames}), "test")
+    space = SemanticLatentSpace(model, scale=1.0)
+    sums = {"ceiling_psnr": 0.0, "ceiling_ssim": 0.0, "copy_last_psnr": 0.0, "copy_last_ssim": 0.0}
+    batches = 0
+    for batch in _batches(test, min(num_clips, len(test)), batch_size):
+        video = batch["video"]
+        observed, future = video[:, :, :cond_frames], video[:, :, cond_frames:]
+        decoded = space.decode(space.condition(observed), space.target(future, observed))
+        copy_last = observed[:, :, -1:].expand_as(future)
+        for name, frames in (("ceiling", decoded), ("copy_last", copy_last)):
+            sums[f"{name}_psnr"] += float(psnr_per_frame(frames, future).mean())
+            sums[f"{name}_ssim"] += float(ssim_per_frame(frames, future).mean())
+        batches += 1
+    return {k: v / batches for k, v in sums.items()}
+
+
+def report_lines(r: dict[str, float]) -> list[str]:
+    def row(name: str, key: str, fmt: str = "{:.2f}") -> str:
+        return f"| {name} | {fmt.format(r[key]) if key in r else '–'} |"
+
+    return [
+        f"First stage `{r['checkpoint']}`, {r['num_clips']} test clips "
+        f"({r['frames']} frames at {r['resolution']}x{r['resolution']}; ceiling: {r['cond_frames']} observed + "
+        f"{r['frames']} future).", "",
+        "| measure | value |", "|---|---|",
+        row("reconstruction PSNR (dB)", "recon_psnr"),
+        row("reconstruction SSIM", "recon_ssim", "{:.3f}"),
+        row("temporal-mean bound PSNR (dB; motion-blind decoder's best)", "temporal_mean_psnr"),
+        row("temporal-variance ratio (reconstruction / input)", "temporal_variance_ratio", "{:.3f}"),
+        row("PSNR to own reconstruction, another clip's motion (dB; low = motion used)", "other_motion_psnr"),
+        row("PSNR to own reconstruction, random codebook motion (dB)", "random_motion_psnr"),
+        row("motion-swap IoU with the motion source's sprites", "swap_iou_motion_src", "{:.3f}"),
+        row("motion-swap IoU with the appearance source's sprites", "swap_iou_appearance_src", "{:.3f}"),
+        row("reconstruction IoU with its own sprites (the swap's ceiling)", "recon_iou", "{:.3f}"),
+        row("first-stage ceiling PSNR (dB; observed scene/object + true future motion)", "ceiling_psnr"),
+        row("first-stage ceiling SSIM", "ceiling_ssim", "{:.3f}"),
+        row("copy last frame PSNR (dB)", "copy_last_psnr"),
+        row("copy last frame SSIM", "copy_last_ssim", "{:.3f}"),
+    ]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--first_model", required=True, help="a first-stage (or GAN) checkpoint")
+    parser.add_argument("--num_clips", type=int, default=64, help="test clips scored (default 64)")
+    parser.add_argument("--cond_frames", type=int, default=4, help="observed frames for the ceiling (default 4)")
+    parser.add_argument("--batch", type=int, default=16, help="clips per batch (default 16)")
+    parser.add_argument("--out", help="also write the numbers to this JSON file")
+    args = parser.parse_args(argv)
+    model, cfg, _ = load_first_stage(args.first_model)
+    torch.manual_seed(0)
+    result: dict = {"checkpoint": args.first_model, "num_clips": args.num_clips, "frames": model.frames,
+                    "resolution": model.resolution, "cond_frames": args.cond_frames}
+    result.update(reconstruction(model, cfg, args.num_clips, args.batch))
+    result.update(ceiling(model, cfg, args.num_clips, args.cond_frames, args.batch))
+    print("\n".join(report_lines(result)))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+        print(f"written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,20 @@
+"""scripts/first_stage_report.py: the first stage's checklist on test clips (numbers, table, JSON)."""
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+from first_stage_report import main as report  # noqa: E402
+
+
+def test_first_stage_report_scores_every_item(first_stage_run, tmp_path, capsys):
+    out = tmp_path / "report.json"
+    assert report(["--first_model", str(first_stage_run / "model_last.pth"), "--cond_frames", "2",
+                   "--num_clips", "4", "--batch", "2", "--out", str(out)]) == 0
+    numbers = json.loads(out.read_text())
+    for key in ("recon_psnr", "temporal_mean_psnr", "temporal_variance_ratio", "other_motion_psnr",
+                "swap_iou_motion_src", "swap_iou_appearance_src", "ceiling_psnr", "copy_last_psnr"):
+        assert isinstance(numbers[key], float), key
+    assert 0 <= numbers["temporal_variance_ratio"] and 0 < numbers["copy_last_psnr"] < 100
+    printed = capsys.readouterr().out
+    assert "| temporal-mean bound PSNR" in printed and "| first-stage ceiling PSNR" in printed
