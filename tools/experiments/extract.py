@@ -10,6 +10,7 @@ per-clip RNG says, ``model.clips_per_video`` clips per video).
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,7 +84,8 @@ def _identity(cfg: DictConfig, ckpt: Path, digest: str) -> dict:
 
 
 def _save_atomic(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp.npy")
+    # The PID keeps two extract runs into one --out from writing the same temporary file.
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp.npy")
     np.save(tmp, array)
     tmp.replace(path)
 
