@@ -16,8 +16,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib_stages.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh"
 
 OUT=${OUT:-results/quickstart}
-FS_STEPS=${FS_STEPS:-800}; GAN_STEPS=${GAN_STEPS:-0}; NUM_TOKENS=${NUM_TOKENS:-768}
-DDPM_STEPS=${DDPM_STEPS:-600}; NUM_VIDEOS=${NUM_VIDEOS:-32}; NUM_SAMPLES=${NUM_SAMPLES:-2}
+FS_STEPS=${FS_STEPS:-600}; GAN_STEPS=${GAN_STEPS:-0}; NUM_TOKENS=${NUM_TOKENS:-768}
+DDPM_STEPS=${DDPM_STEPS:-450}; NUM_VIDEOS=${NUM_VIDEOS:-32}; NUM_SAMPLES=${NUM_SAMPLES:-2}
 DEVICE=${DEVICE:-auto}; K=4
 ID=quickstart; SEED=42
 first_stage_dir="$OUT/first_stage_${ID}_shapes_${SEED}"
