@@ -28,6 +28,14 @@ def test_out_of_range_batch_size(tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
+def test_invalid_first_stage_switch_is_one_line(tmp_path, capsys):
+    argv = ["--exp", "first_stage", "--config", "configs/first_stage/warp_shapes32.yaml",
+            f"results_dir={tmp_path / 'r'}", "model.vqvae.merge=foo", *TINY]
+    assert main.main(argv) == 2
+    assert "model.vqvae.merge must be one of gate, warp; got 'foo'" in one_line_error(capsys)
+    assert not any((tmp_path / "r").glob("*"))
+
+
 @pytest.fixture
 def no_cuda(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

@@ -58,8 +58,11 @@ class FirstStageConfig:
 
 
 def build_vqvae(cfg: DictConfig) -> MosoVQVAE:
-    vq_cfg = MosoConfig(**OmegaConf.to_container(cfg.model.vqvae, resolve=True))
-    return MosoVQVAE(vq_cfg, frames=cfg.data.frames, resolution=cfg.data.resolution)
+    try:  # models/ raises ValueError; for the user it is a config error (one line, exit 2)
+        vq_cfg = MosoConfig(**OmegaConf.to_container(cfg.model.vqvae, resolve=True))
+        return MosoVQVAE(vq_cfg, frames=cfg.data.frames, resolution=cfg.data.resolution)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def first_stage_data(cfg: DictConfig) -> DictConfig:
