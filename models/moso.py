@@ -376,11 +376,12 @@ class MosoVQVAE(nn.Module):
         return F.avg_pool2d(frames.flatten(0, -3), factor).unflatten(0, frames.shape[:-2]) if factor > 1 else frames
 
     def forward(self, video: torch.Tensor, step: Optional[int] = None, anchor: Optional[torch.Tensor] = None) -> dict:
-        """``recon`` and the codes; with ``merge: warp`` also ``warped_anchor`` and its target
-        ``frames_small`` (the anchor frame moved by each frame's warp, and the frames, at the merge resolution)."""
+        """``recon`` and the codes; in training with ``merge: warp`` also ``warped_anchor`` and its
+        target ``frames_small`` (the anchor frame moved by each frame's warp, and the frames, at the
+        merge resolution), which only the training loss reads."""
         encoded = self.encode(video, step, anchor)
         out = {"recon": self.decode(encoded["codes"]), **encoded}
-        if self.decoder.warp is not None:
+        if self.training and self.decoder.warp is not None:
             anchor = video[:, :, 0] if anchor is None else anchor
             out["warped_anchor"] = self.decoder.warp_image(self.merge_resolution(anchor), encoded["codes"]["motion"])
             out["frames_small"] = self.merge_resolution(video)
