@@ -96,9 +96,13 @@ class SemanticLatentSpace(nn.Module):
 
     @torch.no_grad()
     def condition(self, observed: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Scaled scene/object/motion codes of the observed frames ``[B, C, K, H, W]``."""
+        """Scaled scene/object/motion codes of the observed frames ``[B, C, K, H, W]``; for a first
+        stage that decodes from the anchor frame's pixels, also ``anchor``: the last observed frame."""
         scale = self._require_scale()
-        return {k: v / scale for k, v in encode_observed(self.first_stage, observed)["codes"].items()}
+        cond = {k: v / scale for k, v in encode_observed(self.first_stage, observed)["codes"].items()}
+        if self.first_stage.decodes_from_anchor:
+            cond["anchor"] = observed[:, :, -1]
+        return cond
 
     @torch.no_grad()
     def target(self, future: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
@@ -132,7 +136,7 @@ class SemanticLatentSpace(nn.Module):
         codes["motion"] = motion * scale
         if self.snap_to_codebook if snap is None else snap:
             codes["motion"] = self.snap(codes["motion"])
-        return self.first_stage.decode(codes).clamp(-1, 1)
+        return self.first_stage.decode(codes, anchor=condition.get("anchor")).clamp(-1, 1)
 
 
 __all__ = ["COMPONENTS", "SemanticLatentSpace", "encode_future", "encode_observed", "pseudo_clip"]

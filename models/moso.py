@@ -65,6 +65,11 @@ class MosoConfig:
     # difference: the anchor difference at full resolution (MOSO) | matching: at the merge resolution,
     # how well each offset in the warp window matches the anchor frame, beside the anchor difference
     motion_input: str = "difference"
+    # warp only: the decoder also moves the anchor frame's *pixels* by the same warp (at full
+    # resolution) and blends them into its output through a predicted mask, so sharp content
+    # needs no round trip through the object tokens. Decoding then needs the anchor frame, which
+    # in prediction is the last observed frame (needs anchor: before: no future frame is read).
+    pixel_warp: bool = False
 
     def __post_init__(self) -> None:
         for key, allowed in (("anchor", ("first", "before")), ("object_input", ("clip", "anchor")),
@@ -74,6 +79,9 @@ class MosoConfig:
                 raise ValueError(f"model.vqvae.{key} must be one of {', '.join(allowed)}; got {getattr(self, key)!r}")
         if self.warp_window < 1 or self.warp_window % 2 == 0:
             raise ValueError(f"model.vqvae.warp_window must be a positive odd number; got {self.warp_window}")
+        if self.pixel_warp and (self.merge != "warp" or self.anchor != "before"):
+            raise ValueError("model.vqvae.pixel_warp needs merge: warp and anchor: before "
+                             f"(got merge: {self.merge}, anchor: {self.anchor})")
 
 
 def anchor_difference(video01: torch.Tensor, anchor01: torch.Tensor) -> torch.Tensor:
@@ -208,14 +216,29 @@ class OffsetWarp(nn.Module):
             self.to_logits.bias.zero_()
             self.to_logits.bias[window * window // 2] = 4.0
 
-    def forward(self, obj: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
-        """``obj`` ``[B, C, H, W]`` (one map per clip), ``motion`` ``[B*T, C, H, W]`` -> ``[B*T, C, H, W]``."""
-        b, c, h, w = obj.shape
-        weights = rearrange(self.to_logits(motion).softmax(dim=1), "(b t) k h w -> b t k h w", b=b)
-        k = self.window
-        patches = rearrange(F.unfold(obj, k, padding=k // 2), "b (c k) (h w) -> b c k h w", c=c, h=h)
+    def weights(self, motion: torch.Tensor, frames: int) -> torch.Tensor:
+        """``[B, T, window^2, H, W]`` offset weights from motion features ``[B*T, C, H, W]``."""
+        return rearrange(self.to_logits(motion).softmax(dim=1), "(b t) k h w -> b t k h w", t=frames)
+
+    def move(self, x: torch.Tensor, weights: torch.Tensor, dilation: int = 1, border: str = "constant") -> torch.Tensor:
+        """``x`` ``[B, C, H, W]`` moved by ``weights`` ``[B, T, window^2, H, W]`` -> ``[B*T, C, H, W]``.
+
+        ``dilation`` d applies weights made at 1/d of ``x``'s resolution (upsampled nearest) with
+        offsets of d pixels: the same displacement field, read at a finer grid. ``border``: what
+        lies outside ``x`` (``constant``: zeros, for features; ``replicate``: the edge, for pixels).
+        """
+        c, h = x.shape[1], x.shape[2]
+        k, pad = self.window, dilation * (self.window // 2)
+        if dilation > 1:
+            weights = repeat(weights, "b t k h w -> b t k (h i) (w j)", i=dilation, j=dilation)
+        padded = F.pad(x, (pad, pad, pad, pad), mode=border)
+        patches = rearrange(F.unfold(padded, k, dilation=dilation), "b (c k) (h w) -> b c k h w", c=c, h=h)
         moved = torch.einsum("bckhw,btkhw->btchw", patches, weights)
         return rearrange(moved, "b t c h w -> (b t) c h w")
+
+    def forward(self, obj: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
+        """``obj`` ``[B, C, H, W]`` (one map per clip), ``motion`` ``[B*T, C, H, W]`` -> ``[B*T, C, H, W]``."""
+        return self.move(obj, self.weights(motion, motion.shape[0] // obj.shape[0]))
 
 
 class MergeDecoder(nn.Module):
@@ -233,6 +256,11 @@ class MergeDecoder(nn.Module):
         self.res = ResidualStack(hid, cfg.res_depth)
         self.up = UpStack(hid, cfg.down_content)
         self.to_rgb = nn.Conv2d(hid, 3, 3, padding=1)
+        # pixel_warp: per pixel, how much of the moved anchor frame to keep over the decoded colour;
+        # and a 3x3 warp at full resolution after the warp's 2^down_content-pixel steps, so that
+        # every whole-pixel displacement is reachable (from the decoder's features and the motion's)
+        self.to_keep = nn.Conv2d(hid, 1, 3, padding=1) if cfg.pixel_warp else None
+        self.fine = OffsetWarp(2 * hid, 3) if cfg.pixel_warp else None
 
     def _content(self, name: str, code: torch.Tensor) -> torch.Tensor:
         return self.to_content[name](self.from_code[name](code))
@@ -248,17 +276,31 @@ class MergeDecoder(nn.Module):
         return rearrange(self.warp(image, motion_f), "(b t) c h w -> b c t h w", b=b)
 
     def forward(self, scene: torch.Tensor, obj: torch.Tensor, motion: torch.Tensor,
-                force_gate: Optional[float] = None) -> torch.Tensor:
+                force_gate: Optional[float] = None, anchor: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``anchor`` ``[B, 3, H, W]``: the frame the motion is measured from (``pixel_warp`` only).
+        With ``force_gate`` (scene-only / objects-only diagnostics) the moved pixels are left out."""
         b, _, t = motion.shape[:3]
         scene_f = self._content("scene", scene[:, :, 0])
         object_f = self._content("object", obj[:, :, 0])
         motion_f = self._content("motion", rearrange(motion, "b d t h w -> (b t) d h w"))
         scene_f = repeat(scene_f, "b c h w -> (b t) c h w", t=t)
         if self.warp is not None:
-            object_f = self.warp(object_f, motion_f)
+            weights = self.warp.weights(motion_f, t)
+            object_f = self.warp.move(object_f, weights)
         else:
             object_f = repeat(object_f, "b c h w -> (b t) c h w", t=t)
-        frames = self.to_rgb(self.up(self.res(self.merge(motion_f, scene_f, object_f, force_gate))))
+        hidden = self.up(self.res(self.merge(motion_f, scene_f, object_f, force_gate)))
+        frames = self.to_rgb(hidden)
+        if self.to_keep is not None and force_gate is None:
+            if anchor is None:
+                raise ValueError("a pixel_warp first stage decodes from its codes *and* the anchor frame: pass anchor=")
+            dilation = anchor.shape[-1] // scene_f.shape[-1]
+            moved = self.warp.move(anchor.to(frames.dtype), weights, dilation=dilation, border="replicate")
+            motion_up = F.interpolate(motion_f, scale_factor=dilation, mode="nearest") if dilation > 1 else motion_f
+            fine = self.fine.weights(torch.cat([hidden, motion_up], dim=1), 1)  # one frame per map
+            moved = self.fine.move(moved, fine, border="replicate")
+            keep = torch.sigmoid(self.to_keep(hidden))
+            frames = keep * moved + (1 - keep) * frames
         return rearrange(frames, "(b t) c h w -> b c t h w", b=b)
 
 
@@ -354,9 +396,16 @@ class MosoVQVAE(nn.Module):
         codes, indices, loss = self.quantize(self.encode_continuous(video, step, anchor, scene_video))
         return {"codes": codes, "indices": indices, "quant_loss": loss}
 
-    def decode(self, codes: dict[str, torch.Tensor], force_gate: Optional[float] = None) -> torch.Tensor:
-        """Frames from code vectors; ``force_gate`` 1/0 decodes the scene/objects alone (diagnostics)."""
-        return self.decoder(codes["scene"], codes["object"], codes["motion"], force_gate)
+    @property
+    def decodes_from_anchor(self) -> bool:
+        """Whether decoding reads the anchor frame's pixels besides the codes (``pixel_warp``)."""
+        return self.decoder.to_keep is not None
+
+    def decode(self, codes: dict[str, torch.Tensor], force_gate: Optional[float] = None,
+               anchor: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Frames from code vectors; ``force_gate`` 1/0 decodes the scene/objects alone (diagnostics).
+        ``anchor``: the frame before the clip, needed when ``decodes_from_anchor``."""
+        return self.decoder(codes["scene"], codes["object"], codes["motion"], force_gate, anchor)
 
     def codes_from_indices(self, indices: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         codes = {}
@@ -367,8 +416,8 @@ class MosoVQVAE(nn.Module):
             codes[k] = rearrange(flat, "b (t h w) d -> b d t h w", t=t, h=h, w=w).contiguous()
         return codes
 
-    def decode_indices(self, indices: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.decode(self.codes_from_indices(indices))
+    def decode_indices(self, indices: dict[str, torch.Tensor], anchor: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return self.decode(self.codes_from_indices(indices), anchor=anchor)
 
     def merge_resolution(self, frames: torch.Tensor) -> torch.Tensor:
         """``[..., H, W]`` frames average-pooled to the resolution the decoder merges (and warps) at."""
@@ -380,9 +429,9 @@ class MosoVQVAE(nn.Module):
         target ``frames_small`` (the anchor frame moved by each frame's warp, and the frames, at the
         merge resolution), which only the training loss reads."""
         encoded = self.encode(video, step, anchor)
-        out = {"recon": self.decode(encoded["codes"]), **encoded}
+        anchor = video[:, :, 0] if anchor is None else anchor
+        out = {"recon": self.decode(encoded["codes"], anchor=anchor), **encoded}
         if self.training and self.decoder.warp is not None:
-            anchor = video[:, :, 0] if anchor is None else anchor
             out["warped_anchor"] = self.decoder.warp_image(self.merge_resolution(anchor), encoded["codes"]["motion"])
             out["frames_small"] = self.merge_resolution(video)
         return out

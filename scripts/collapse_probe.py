@@ -53,15 +53,15 @@ def probe(config: str, overrides: list[str], steps: int) -> dict[str, float]:
         anchor, batch = split_anchor(cfg, default_collate(
             [data[(step * batch_size + i) % len(data)] for i in range(batch_size)]))
         video = batch["video"]
+        anchor = video[:, :, 0] if anchor is None else anchor
         latents = model.encode_continuous(video, step, anchor)
         codes, _, quant_loss = model.quantize(latents)
-        recon = model.decode(codes)
+        recon = model.decode(codes, anchor=anchor)
         l1 = (recon - video).abs().mean()
         loss = float(cfg.model.l1_weight) * l1 + quant_loss
         if cfg.model.temporal_l1_weight > 0:
             loss = loss + cfg.model.temporal_l1_weight * (recon.diff(dim=2) - video.diff(dim=2)).abs().mean()
         if cfg.model.warp_l1_weight > 0 and model.decoder.warp is not None:
-            anchor = video[:, :, 0] if anchor is None else anchor
             moved = model.decoder.warp_image(model.merge_resolution(anchor), codes["motion"])
             loss = loss + cfg.model.warp_l1_weight * (moved - model.merge_resolution(video)).abs().mean()
         optimizer.zero_grad()

@@ -145,6 +145,38 @@ def test_warp_model_decodes_with_motion_from_the_anchor():
     assert model.decoder.warp.to_logits.weight.grad is not None
 
 
+def test_pixel_warp_moves_anchor_pixels_at_full_resolution():
+    """Weights made at the merge resolution move the full-resolution frame by dilation-sized steps."""
+    warp = OffsetWarp(channels=2, window=3)
+    image = torch.rand(1, 3, 8, 8)
+    weights = torch.zeros(1, 2, 9, 4, 4)
+    weights[:, 0, 4] = 1  # frame 0: identity
+    weights[:, 1, 5] = 1  # frame 1: take the cell one to the right, i.e. two pixels at full resolution
+    moved = warp.move(image, weights, dilation=2, border="replicate")
+    assert torch.equal(moved[0], image[0])
+    assert torch.equal(moved[1, :, :, :-2], image[0, :, :, 2:])
+    assert torch.equal(moved[1, :, :, -2:], image[0, :, :, -1:].expand(-1, -1, 2))  # borders repeat
+
+
+def test_pixel_warp_model_decodes_from_its_codes_and_the_anchor_frame():
+    model = small_model(merge="warp", object_input="anchor", anchor="before", temporal_fusion="mean",
+                        temporal_position=False, warp_window=5, pixel_warp=True, down_content=1)
+    video, anchor = clip(), clip()[:, :, 0]
+    out = model(video, step=0, anchor=anchor)
+    assert model.decodes_from_anchor and out["recon"].shape == video.shape
+    out["recon"].mean().backward()
+    assert model.decoder.to_keep.weight.grad is not None
+    codes = model.encode(video, anchor=anchor)["codes"]
+    with pytest.raises(ValueError, match="anchor"):
+        model.decode(codes)
+    with torch.no_grad():
+        assert not torch.equal(model.decode(codes, anchor=anchor), model.decode(codes, anchor=-anchor))
+        # the scene-only diagnostic leaves the moved pixels out
+        assert torch.equal(model.decode(codes, 1.0, anchor=anchor), model.decode(codes, 1.0, anchor=-anchor))
+    with pytest.raises(ValueError, match="pixel_warp"):
+        MosoConfig(pixel_warp=True, merge="warp", anchor="first")
+
+
 def test_bad_geometry_is_a_clear_error():
     with pytest.raises(ValueError, match="divisible"):
         MosoVQVAE(MosoConfig(**SMALL), frames=8, resolution=36)

@@ -63,12 +63,13 @@ def decomposition_report(model, batch: dict, device: torch.device,
                          anchor: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     video = batch["video"].to(device)
     codes = model.encode(video, anchor=anchor)["codes"]
-    recon = model.decode(codes).clamp(-1, 1)
+    anchor = video[:, :, 0] if anchor is None else anchor
+    recon = model.decode(codes, anchor=anchor).clamp(-1, 1)
     scene_only = model.decode(codes, force_gate=1.0).clamp(-1, 1)
     objects_only = model.decode(codes, force_gate=0.0).clamp(-1, 1)
     # Motion from the next clip of the batch (a batch of one swaps with itself).
     swapped_codes = {**codes, "motion": codes["motion"].roll(1, dims=0)}
-    swapped = model.decode(swapped_codes).clamp(-1, 1)
+    swapped = model.decode(swapped_codes, anchor=anchor).clamp(-1, 1)  # the appearance source's anchor
     out: dict[str, torch.Tensor] = {
         "decomposition": torch.cat([video, recon, scene_only, objects_only, swapped], dim=-1),
         "decomp/temporal_variance_ratio": temporal_variance_ratio(recon, video),
@@ -82,7 +83,7 @@ def decomposition_report(model, batch: dict, device: torch.device,
     motion_ids = motion_ids.to(device)
     random_motion = model.codes_from_indices({"motion": motion_ids})["motion"]
     out["decomp/motion_sensitivity_psnr"] = psnr_per_frame(
-        model.decode({**codes, "motion": random_motion}).clamp(-1, 1), recon).mean()
+        model.decode({**codes, "motion": random_motion}, anchor=anchor).clamp(-1, 1), recon).mean()
     reference = scene_only
     if "background" in batch:
         background = repeat(batch["background"].to(device), "b c h w -> b c t h w", t=video.shape[2])
