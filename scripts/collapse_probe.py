@@ -24,21 +24,23 @@ from tools.datasets import build_dataset  # noqa: E402
 from tools.experiments.decomposition import temporal_variance_ratio  # noqa: E402
 from tools.experiments.first_stage import build_vqvae, first_stage_data, split_anchor  # noqa: E402
 from tools.registry import experiment_config  # noqa: E402
+from scripts.doc_block import replace_block  # noqa: E402
 
 
 WARP32 = "configs/first_stage/warp_shapes32.yaml"
+NO_PIXELS = ["model.vqvae.pixel_warp=false"]
 ABLATION = [  # (recipe, config, overrides)
     ("shipped `warp_shapes32`", WARP32, []),
-    ("without the warp L1", WARP32, ["model.warp_l1_weight=0"]),
-    ("without the warp L1 and the matching input", WARP32,
-     ["model.warp_l1_weight=0", "model.vqvae.motion_input=difference"]),
+    ("without the pixel warp", WARP32, NO_PIXELS),
+    ("without the pixel warp and the warp L1", WARP32, [*NO_PIXELS, "model.warp_l1_weight=0"]),
+    ("without the pixel warp, the warp L1 and the matching input", WARP32,
+     [*NO_PIXELS, "model.warp_l1_weight=0", "model.vqvae.motion_input=difference"]),
     ("MOSO's gated merge, objects from the clip (anchor before, FSQ, no position embedding)", WARP32,
-     ["model.warp_l1_weight=0", "model.vqvae.motion_input=difference", "model.vqvae.merge=gate",
+     [*NO_PIXELS, "model.warp_l1_weight=0", "model.vqvae.motion_input=difference", "model.vqvae.merge=gate",
       "model.vqvae.object_input=clip"]),
     ("the old `moso_shapes32` recipe (MOSO design, central difference replaced by the anchor one)",
      "configs/first_stage/moso_shapes32.yaml", []),
 ]
-MARKERS = ("<!-- ablation:start -->", "<!-- ablation:end -->")
 
 
 def probe(config: str, overrides: list[str], steps: int) -> dict[str, float]:
@@ -105,13 +107,11 @@ def main(argv=None) -> int:
         return 0
     table = ablation_table(args.steps)
     print(table)
-    doc = Path(args.doc)
-    text = doc.read_text()
-    if MARKERS[0] not in text or MARKERS[1] not in text:
-        parser.error(f"{doc} has no {MARKERS[0]} ... {MARKERS[1]} block")
-    head, rest = text.split(MARKERS[0], 1)
-    doc.write_text(head + MARKERS[0] + "\n" + table + "\n" + MARKERS[1] + rest.split(MARKERS[1], 1)[1])
-    print(f"written to {doc}")
+    try:
+        replace_block(Path(args.doc), "ablation", table)
+    except ValueError as err:
+        parser.error(str(err))
+    print(f"written to {args.doc}")
     return 0
 
 

@@ -1,0 +1,15 @@
+"""Replace a generated block of a Markdown document: the text between ``<!-- NAME:start -->`` and
+``<!-- NAME:end -->``, so that a script can regenerate its table without touching the prose."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def replace_block(doc: Path, name: str, text: str) -> None:
+    """Write ``text`` between the ``name`` markers of ``doc``; ValueError when the markers are missing."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    content = doc.read_text()
+    if start not in content or end not in content:
+        raise ValueError(f"{doc} has no {start} ... {end} block")
+    head, rest = content.split(start, 1)
+    doc.write_text(head + start + "\n" + text + "\n" + end + rest.split(end, 1)[1])
