@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from tools.checkpoint import find_resume_checkpoint, has_checkpoint, remove_partial_writes
 from tools.config import ConfigError, RunConfig, check_device, describe_config
 from tools.export import export_weights
-from tools.registry import Experiment, experiment_config, get_experiment, load_experiments
+from tools.registry import Experiment, experiment_config, get_experiment, load_experiments, run_schema
 from tools.run_dir import (RunDirBusy, is_main_process, prepare_run_dir, remove_unstarted_run_dir, run_dir_for,
                            run_dir_lock, run_started)
 
@@ -83,14 +83,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace, prepare: bool = False) -> DictConfig:
     """The run config of parsed ``main.py`` arguments: config file, ``key=value`` overrides, flags."""
+    return experiment_config(args.exp, args.config, config_overrides(args), prepare=prepare)
+
+
+def config_overrides(args: argparse.Namespace) -> list[str]:
+    """The ``key=value`` overrides and the flags that stand for config keys, as overrides."""
     flags = [f"{key}={getattr(args, flag)}" for flag, key in FLAG_TO_KEY.items() if getattr(args, flag) is not None]
-    return experiment_config(args.exp, args.config, [*args.overrides, *flags], prepare=prepare)
+    return [*args.overrides, *flags]
 
 
 def print_config(args: argparse.Namespace) -> None:
     """The fully resolved config with each key's type, schema default and doc."""
     cfg = config_from_args(args, prepare=False)
-    schema = OmegaConf.structured(RunConfig(exp=args.exp, model=get_experiment(args.exp).model_schema()))
+    # The schema's defaults (for the model section: the one this config selects, e.g. by model.net).
+    schema = OmegaConf.structured(run_schema(get_experiment(args.exp), args.config, config_overrides(args)))
     print(f"# --exp {args.exp}, config {args.config or 'default'}: key: value  # type, default; doc")
     print(describe_config(cfg, schema))
 

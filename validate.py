@@ -1,11 +1,12 @@
-"""Sample predicted frames from a trained second stage and score them against the ground truth.
+"""Sample predicted frames from a trained predictor and score them against the ground truth.
 
     python validate.py --ckpt results/ddpm_main_shapes_42/model_last.pth --data shapes --out results/validate_shapes
 
 For every test video: the first ``--cond_frames`` frames are observed, ``--pred_frames`` are
 predicted (``--num_samples`` times). Longer predictions than one clip roll out clip by clip,
 each conditioned on the last observed-or-predicted frames (PVDM's Algorithm 1 with our
-conditioning). Written to ``--out``:
+conditioning). Any method's checkpoint works: the experiment that wrote it loads its
+predictor (models/interface.py, tools/pretrained.py). Written to ``--out``:
 
 * ``videos/{name}.gif`` — observed (last frame held) | ground truth | prediction (sample 0)
 * ``videos/{name}_s{j}.npy`` (uint8 ``[P, H, W, C]``) and ``videos/{name}_s{j}.mp4`` — predicted frames
@@ -14,7 +15,8 @@ conditioning). Written to ``--out``:
   baseline and the first-stage ceiling
 * ``metrics.json`` — PSNR/SSIM/LPIPS (mean over samples and best-of-N), FVD/KVD when the I3D
   weights are present, the same for the copy-last-frame baseline and for the first stage's
-  ceiling (observed scene/object decoded with the true future motion), and every choice made.
+  ceiling (the true future through the method's first stage, given the observed frames; RSVP:
+  the observed scene/object decoded with the true future motion), and every choice made.
 
 The same ``--seed`` (and ``--batch_size``) gives the same output on CPU, with any number of
 processes: ``torchrun --nproc_per_node N validate.py ...`` splits the batches over N processes
@@ -38,13 +40,12 @@ from tqdm import tqdm
 
 from evaluation.plots import plot_curves
 from evaluation.protocol import EvalProtocol, PredictionEvaluator, copy_last_frame_baseline
-from models.latent_space import pseudo_clip
-from tools.checkpoint import load_checkpoint, load_net_state
+from models.interface import first_stage_ceiling, pseudo_clip, rollout
 from tools.config import ConfigError, check_device
 from tools.datasets import build_dataset
 from tools.distributed import DistInfo, broadcast_object, gather_objects, process_group
-from tools.experiments.ddpm import DDPMTask, load_latent_space
 from tools.loader import init_worker
+from tools.pretrained import load_predictor
 from tools.video_io import frame_strip, to_uint8, write_video
 
 
@@ -52,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Sample predicted frames from a second-stage checkpoint; write "
                                             "GIF/NPY/MP4/PNG and metrics.json (with the copy-last-frame baseline "
                                             "and the first-stage ceiling).")
-    p.add_argument("--ckpt", required=True, help="second-stage checkpoint (results/ddpm_.../model_last.pth)")
+    p.add_argument("--ckpt", required=True, help="a predictor's checkpoint (results/ddpm_.../model_last.pth)")
     p.add_argument("--out", required=True, help="output folder for videos/, grid.png and metrics.json")
     p.add_argument("--data", help="dataset (default: the one the model was trained on)")
     p.add_argument("--data_path", help="dataset root (default: the training one)")
@@ -78,50 +79,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-class Predictor:
-    """A trained second stage: observed frames -> predicted frames of any length."""
-
-    def __init__(self, task: DDPMTask, net: torch.nn.Module, sample_options: dict) -> None:
-        self.task, self.net, self.options = task, net.eval(), sample_options
-        self.clip = task.space.frames
-
-    @torch.no_grad()
-    def __call__(self, observed: torch.Tensor, pred_frames: int, generator: torch.Generator) -> torch.Tensor:
-        k = observed.shape[2]
-        frames = observed
-        while frames.shape[2] < k + pred_frames:
-            window = frames[:, :, -k:]  # condition on the latest K frames, observed or predicted
-            frames = torch.cat([frames, self.task.predict(self.net, window, generator, **self.options)], dim=2)
-        return frames[:, :, k:k + pred_frames]
+def sample_options(args: argparse.Namespace) -> dict:
+    """The sampling flags that were given (the others keep the predictor's own settings)."""
+    options = {"sampler": args.sampler, "steps": args.steps, "guidance": args.guidance,
+               "snap": None if args.snap is None else args.snap == "on"}
+    return {k: v for k, v in options.items() if v is not None}
 
 
-@torch.no_grad()
-def first_stage_ceiling(task: DDPMTask, observed: torch.Tensor, future: torch.Tensor) -> torch.Tensor:
-    """Observed scene/object + the true future motion, clip by clip: the best any motion model can do."""
-    clips = []
-    for start in range(0, future.shape[2], task.space.frames):
-        window = torch.cat([observed, future[:, :, :start]], dim=2)[:, :, -observed.shape[2]:]
-        target = future[:, :, start:start + task.space.frames]
-        if target.shape[2] < task.space.frames:  # a last partial clip: pad with its last frame
-            target = pseudo_clip(target, task.space.frames)
-        cond = task.space.condition(window)
-        clips.append(task.space.decode(cond, task.space.target(target, window)))
-    return torch.cat(clips, dim=2)[:, :, :future.shape[2]]
-
-
-def load_predictor(args: argparse.Namespace, device: torch.device):
-    state = load_checkpoint(args.ckpt, exps=("ddpm",))
-    cfg = OmegaConf.create(state["config"])
-    space = load_latent_space(cfg, scale=float(state["task"]["scale"]))
-    task = DDPMTask(cfg, space)
-    task.net.load_state_dict(load_net_state(state, "model", ema=False if args.raw_weights else None))
-    task.space.to(device)
-    task.diffusion.to(device)
-    task.net.to(device)
-    options = {"sampler": args.sampler, "steps": args.steps, "guidance": args.guidance}
-    if args.snap is not None:
-        task.space.snap_to_codebook = args.snap == "on"
-    return cfg, task, Predictor(task, task.net, {k: v for k, v in options.items() if v is not None})
+def sample_generator(seed: int, batch_index: int, sample: int) -> torch.Generator:
+    """The generator of one sample of one batch: the output depends neither on other batches nor
+    on which process samples this one."""
+    state = np.random.SeedSequence([seed, batch_index, sample]).generate_state(1, dtype=np.uint64)[0]
+    return torch.Generator().manual_seed(int(state) % 2**63)
 
 
 GRID_VIDEOS = 16  # grid.png shows the first videos only
@@ -150,9 +119,10 @@ def run(args: argparse.Namespace, info: DistInfo) -> dict:
     gathers the metrics and writes ``grid.png`` and ``metrics.json``, the same as one process would.
     """
     device = info.device
-    cfg, task, predictor = load_predictor(args, device)
-    k = args.cond_frames if args.cond_frames is not None else int(cfg.model.cond_frames)
-    p = args.pred_frames if args.pred_frames is not None else task.space.frames
+    predictor, cfg = load_predictor(args.ckpt, device, raw_weights=args.raw_weights)
+    options = sample_options(args)
+    k = args.cond_frames if args.cond_frames is not None else predictor.cond_frames
+    p = args.pred_frames if args.pred_frames is not None else predictor.frames
     if k < 1 or p < 1:
         raise ConfigError("--cond_frames and --pred_frames must be at least 1")
     if args.num_samples < 1 or args.num_videos < 1:
@@ -179,9 +149,9 @@ def run(args: argparse.Namespace, info: DistInfo) -> dict:
     model_eval = PredictionEvaluator(args.metrics, protocol, device=device, i3d_path=args.i3d)
     shared = dict(device=device, lpips_model=model_eval.lpips_model, i3d=model_eval.i3d, i3d_path=args.i3d)
     base_eval = PredictionEvaluator(args.metrics, protocol, **shared)
-    # The first stage's ceiling: the observed scene/object decoded with the TRUE future motion
-    # (a perfect motion predictor). A model cannot beat it; far below the baseline, the first
-    # stage is what limits the predictions.
+    # The first stage's ceiling: the TRUE future through the method's first stage (a perfect
+    # second stage). A model cannot beat it; far below the baseline, the first stage is what
+    # limits the predictions.
     ceiling_eval = PredictionEvaluator(args.metrics, protocol, **shared)
     evaluators = {"model": model_eval, "copy_last_frame": base_eval, "first_stage_ceiling": ceiling_eval}
     strips: dict[int, torch.Tensor] = {}
@@ -193,16 +163,13 @@ def run(args: argparse.Namespace, info: DistInfo) -> dict:
         names = [f"video{int(i):05d}" for i in batch["index"]]
         samples = []
         for s in range(args.num_samples):
-            # One generator per (seed, batch, sample): the output depends neither on other batches
-            # nor on which process samples this one.
-            seed = np.random.SeedSequence([args.seed, batch_index, s]).generate_state(1, dtype=np.uint64)[0]
-            generator = torch.Generator().manual_seed(int(seed) % 2**63)
-            samples.append(predictor(observed, p, generator).clamp(-1, 1))
+            generator = sample_generator(args.seed, batch_index, s)
+            samples.append(rollout(predictor, observed, p, generator, **options).clamp(-1, 1))
             bar.update(len(names))
         samples_t = torch.stack(samples, dim=1)  # [B, N, C, P, H, W]
         model_eval.update(video, samples_t, names)
         base_eval.update(video, copy_last_frame_baseline(observed, p)[:, None], names)
-        ceiling_eval.update(video, first_stage_ceiling(task, observed, future)[:, None], names)
+        ceiling_eval.update(video, first_stage_ceiling(predictor, observed, future)[:, None], names)
         for i, name in enumerate(names):
             shown = pseudo_clip(observed[i:i + 1], p)
             write_video(out / "videos" / f"{name}.gif",
@@ -234,10 +201,9 @@ def run(args: argparse.Namespace, info: DistInfo) -> dict:
             "checkpoint": str(args.ckpt),
             "settings": {"data": OmegaConf.to_container(data, resolve=True), "split": args.split, "num_videos": count,
                          "num_samples": args.num_samples, "cond_frames": k, "pred_frames": p,
-                         "rollout_clips": -(-p // task.space.frames), "seed": args.seed,
+                         "rollout_clips": -(-p // predictor.frames), "seed": args.seed,
                          "batch_size": args.batch_size, "weights": "raw" if args.raw_weights else "ema",
-                         "snap_to_codebook": task.space.snap_to_codebook,
-                         **{key: value for key, value in predictor.options.items()}},
+                         **predictor.settings(**options)},
         }
         result["curves_png"] = write_curves(result, out / "curves.png")
         (out / "metrics.json").write_text(json.dumps(result, indent=2, default=float))

@@ -8,13 +8,12 @@ A model module registers its classes at import time::
     class MosoVQVAE(nn.Module): ...
 
 and an entry point builds one by name: ``build_model(cfg.model.name, **cfg.model.kwargs)``.
-Modules that define models are listed in :data:`MODEL_MODULES`; :func:`build_model` imports them
-on first use, so the registry is complete without importing every model up front.
+The modules that define models are imported by :func:`import_model_modules` on first use (a new
+model module is added there), so the registry is complete without importing every model up front.
 """
 from __future__ import annotations
 
 import difflib
-import importlib
 from typing import Any, Callable, TypeVar
 
 from torch import nn
@@ -22,9 +21,6 @@ from torch import nn
 T = TypeVar("T", bound=type)
 
 MODELS: dict[str, type[nn.Module]] = {}
-
-# Modules whose import registers models (appended as model files are added).
-MODEL_MODULES: list[str] = ["models.moso", "models.discriminators", "models.unets"]
 
 
 def register_model(name: str) -> Callable[[T], T]:
@@ -42,14 +38,14 @@ def register_model(name: str) -> Callable[[T], T]:
     return decorator
 
 
-def _import_model_modules() -> None:
-    for module in MODEL_MODULES:
-        importlib.import_module(module)
+def import_model_modules() -> None:
+    """Import every module that registers models (their ``@register_model`` classes)."""
+    from models import discriminators, moso, unets  # noqa: F401
 
 
 def get_model_class(name: str) -> type[nn.Module]:
     if name not in MODELS:
-        _import_model_modules()
+        import_model_modules()
     if name not in MODELS:
         close = difflib.get_close_matches(name, list(MODELS), n=3, cutoff=0.5)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""

@@ -20,16 +20,8 @@ import torch
 from einops import rearrange
 from torch import nn
 
+from models.interface import pseudo_clip
 from models.moso import COMPONENTS, MosoVQVAE
-
-
-def pseudo_clip(observed: torch.Tensor, frames: int) -> torch.Tensor:
-    """``[B, C, K, H, W]`` observed frames -> ``[B, C, frames, H, W]`` built from them alone."""
-    k = observed.shape[2]
-    if k >= frames:
-        return observed[:, :, k - frames:]
-    pad = observed[:, :, -1:].expand(-1, -1, frames - k, -1, -1)
-    return torch.cat([observed, pad], dim=2)
 
 
 def encode_observed(first_stage: MosoVQVAE, observed: torch.Tensor) -> dict:
@@ -139,4 +131,46 @@ class SemanticLatentSpace(nn.Module):
         return self.first_stage.decode(codes, anchor=condition.get("anchor")).clamp(-1, 1)
 
 
-__all__ = ["COMPONENTS", "SemanticLatentSpace", "encode_future", "encode_observed", "pseudo_clip"]
+class SemanticTokens:
+    """What ``--exp extract`` stores of a first stage: token index grids by array name.
+
+    ``cond_frames`` 0: the scene, object and motion tokens of plain ``T``-frame clips. ``K > 0``:
+    prediction pairs for the second stage from clips of ``K + T`` frames: the tokens of the
+    pseudo-clip of the ``K`` observed frames (``cond_scene``, ``cond_object``, ``cond_motion``)
+    and the motion of the next ``T`` (``future_motion``).
+    """
+
+    def __init__(self, first_stage: MosoVQVAE, cond_frames: int) -> None:
+        self.first_stage, self.cond_frames = first_stage, int(cond_frames)
+        shapes = first_stage.latent_shapes()
+        # Array name -> per-clip grid shape (T', H', W').
+        self.shapes = dict(shapes) if self.cond_frames == 0 else {
+            **{f"cond_{k}": v for k, v in shapes.items()}, "future_motion": shapes["motion"]}
+        self.codebook_size = first_stage.codebook_size
+
+    @torch.no_grad()
+    def encode(self, video: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Index grids ``[B, T', H', W']`` of a batch of clips, by array name."""
+        if self.cond_frames == 0:
+            return self.first_stage.encode(video)["indices"]
+        k, t = self.cond_frames, self.first_stage.frames
+        observed, future = video[:, :, :k], video[:, :, k:k + t]
+        cond = encode_observed(self.first_stage, observed)["indices"]
+        future_motion = encode_future(self.first_stage, future, observed)["indices"]["motion"]
+        return {**{f"cond_{name}": v for name, v in cond.items()}, "future_motion": future_motion}
+
+    @torch.no_grad()
+    def codebook(self) -> torch.Tensor:
+        """``[codebook_size, code_dim]``: the code vector of every index (on the first stage's device)."""
+        device = next(self.first_stage.parameters()).device
+        ids = torch.arange(self.codebook_size, device=device)[None]
+        return self.first_stage.quantizer.codes_from_indices(ids)[0]
+
+    def meta(self) -> dict:
+        """The token folder's description of the codes (``meta.json``)."""
+        return {"codebook_size": int(self.codebook_size), "code_dim": int(self.codebook().shape[1]),
+                "quantizer": str(self.first_stage.cfg.quantizer),
+                "latent_shapes": {k: list(v) for k, v in self.first_stage.latent_shapes().items()}}
+
+
+__all__ = ["COMPONENTS", "SemanticLatentSpace", "SemanticTokens", "encode_future", "encode_observed", "pseudo_clip"]

@@ -43,10 +43,9 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 from measure_memory import LiveTensorMemory, training_step  # noqa: E402
 from models.diffusion.guidance import GuidedDenoiser  # noqa: E402
 from models.diffusion.samplers import sampling_timesteps  # noqa: E402
-from models.latent_space import SemanticLatentSpace  # noqa: E402
+from models.latent_space import SemanticLatentSpace, SemanticTokens  # noqa: E402
 from tools.config import ConfigError  # noqa: E402
 from tools.experiments.ddpm import DDPMTask  # noqa: E402
-from tools.experiments.extract import encode_batch  # noqa: E402
 from tools.experiments.first_stage import build_vqvae  # noqa: E402
 from tools.registry import experiment_config  # noqa: E402
 
@@ -182,7 +181,7 @@ def extract_cost(first_stage_config: str, cond_frames: int, batch_size: int, ove
         frames, res = int(step.cfg.data.frames), int(step.cfg.data.resolution)
         video = torch.rand(batch_size, 3, cond_frames + frames, res, res) * 2 - 1
         with torch.no_grad(), CostMeter(*_weights(model), video) as meter:
-            encode_batch(model, video, cond_frames)
+            SemanticTokens(model, cond_frames).encode(video)
         return meter.cost()
 
 

@@ -34,7 +34,8 @@ from evaluation.frame_metrics import psnr_per_frame, ssim_per_frame  # noqa: E40
 from models.latent_space import SemanticLatentSpace  # noqa: E402
 from tools.datasets import build_dataset  # noqa: E402
 from tools.experiments.decomposition import decomposition_report  # noqa: E402
-from tools.experiments.first_stage import first_stage_data, load_first_stage, split_anchor  # noqa: E402
+from tools.experiments.first_stage import first_stage_data, split_anchor  # noqa: E402
+from tools.pretrained import load_first_stage  # noqa: E402
 
 KEYS = {  # report key -> decomposition_report key
     "temporal_mean_psnr": "decomp/temporal_mean_psnr",
@@ -123,7 +124,8 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=16, help="clips per batch (default 16)")
     parser.add_argument("--out", help="also write the numbers to this JSON file")
     args = parser.parse_args(argv)
-    model, cfg, _ = load_first_stage(args.first_model)
+    trained = load_first_stage(args.first_model)
+    model, cfg = trained.model, trained.config
     torch.manual_seed(0)
     result: dict = {"checkpoint": args.first_model, "num_clips": args.num_clips, "frames": model.frames,
                     "resolution": model.resolution, "cond_frames": args.cond_frames}

@@ -158,10 +158,10 @@ def random_batch(cfg, task, batch_size: int, tokens: bool) -> dict:
     space = getattr(task, "space", None)
     if space is None:
         raise ConfigError("--tokens applies to the second stage (--exp ddpm) only")
-    shapes, size = space.first_stage.latent_shapes(), space.first_stage.codebook_size
-    batch = {f"cond_{k}": torch.randint(0, size, (batch_size, *shape)) for k, shape in shapes.items()}
-    batch["future_motion"] = torch.randint(0, size, (batch_size, *shapes["motion"]))
-    return batch
+    from models.latent_space import SemanticTokens
+
+    tokens = SemanticTokens(space.first_stage, int(cfg.model.cond_frames))  # the arrays --exp extract writes
+    return {name: torch.randint(0, tokens.codebook_size, (batch_size, *shape)) for name, shape in tokens.shapes.items()}
 
 
 @contextlib.contextmanager

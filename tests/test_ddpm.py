@@ -6,7 +6,7 @@ import torch
 from omegaconf import OmegaConf
 
 import main
-from tests.tiny_configs import TINY_DDPM
+from tests.tiny_configs import TINY_DDPM, TINY_NET
 from tools.checkpoint import load_checkpoint
 
 
@@ -39,8 +39,8 @@ def test_ddpm_trains_samples_and_resumes_exactly(first_stage_run, tmp_path):
 
 @pytest.mark.parametrize("net", ["rsvp_s1", "rsvp_m"])
 def test_variants_train_through_the_same_command(first_stage_run, tmp_path, net):
-    assert main.main(ddpm_args(first_stage_run, tmp_path, "--id", net, f"model.net={net}", "train.max_steps=1",
-                               "train.sample_every=0")) == 0
+    assert main.main(ddpm_args(first_stage_run, tmp_path, "--id", net, f"model.net={net}", *TINY_NET[net],
+                               "train.max_steps=1", "train.sample_every=0")) == 0
     assert len(losses(tmp_path / f"ddpm_{net}_shapes_42")) == 1
 
 

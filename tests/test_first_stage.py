@@ -75,9 +75,10 @@ def test_extract_then_decode_reproduces_reconstruction(first_stage_run, tmp_path
     assert "already done" in capsys.readouterr().out
 
     from tools.datasets import build_dataset
-    from tools.experiments.first_stage import load_first_stage
+    from tools.pretrained import load_first_stage
 
-    model, run_cfg, _ = load_first_stage(first_stage_run / "model_last.pth")
+    trained = load_first_stage(first_stage_run / "model_last.pth")
+    model, run_cfg = trained.model, trained.config
     tokens = TokenDataset(out, "test")
     test = build_dataset(OmegaConf.merge(run_cfg.data, {"shapes": {"num_test": 3}}), "test")
     with torch.no_grad():
@@ -112,7 +113,7 @@ def test_real_data_config_requires_lpips_weights(tmp_path, capsys):
 def test_extract_prediction_pairs_use_only_observed_frames_for_the_condition(first_stage_run, tmp_path):
     from models.latent_space import pseudo_clip
     from tools.datasets import build_dataset
-    from tools.experiments.first_stage import load_first_stage
+    from tools.pretrained import load_first_stage
 
     out = tmp_path / "pairs"
     assert main.main(["--exp", "extract", "--first_model", str(first_stage_run / "model_last.pth"), "--data", "shapes",
@@ -121,7 +122,8 @@ def test_extract_prediction_pairs_use_only_observed_frames_for_the_condition(fir
     meta = read_meta(out)
     assert meta["arrays"] == ["cond_scene", "cond_object", "cond_motion", "future_motion"] and meta["cond_frames"] == 2
     tokens = TokenDataset(out, "test")
-    model, run_cfg, _ = load_first_stage(first_stage_run / "model_last.pth")
+    trained = load_first_stage(first_stage_run / "model_last.pth")
+    model, run_cfg = trained.model, trained.config
     test = build_dataset(OmegaConf.merge(run_cfg.data, {"frames": 6, "shapes": {"num_test": 2}}), "test")
     video = torch.stack([test[i]["video"] for i in range(2)])  # 2 observed + 4 future frames
     with torch.no_grad():

@@ -1,12 +1,14 @@
 """Second-stage denoisers (models/unets): interface, conditioning, what mixes with what."""
 from __future__ import annotations
 
+from dataclasses import fields
+
 import pytest
 import torch
 from omegaconf import OmegaConf
 
 import models
-from models.unets import DenoiserConfig, RSVPMUNet, RSVPS1UNet, RSVPS2UNet, RSVPS2Config
+from models.unets import RSVPMUNet, RSVPS1UNet, RSVPS2UNet, RSVPS2Config
 
 D = 4
 # Three different spatial sizes, as the first stage produces (scene 8x8, object 4x4, motion 4 frames 4x4).
@@ -24,10 +26,13 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def tiny_config(**overrides) -> DenoiserConfig:
+def tiny_config(name: str, **overrides):
+    """A tiny config of variant ``name`` (its own schema; fields of other variants are left out)."""
     base = dict(channels=16, channel_mults=[1, 2], num_res_blocks=1, attn_levels=[1], attn_head_dim=8,
                 norm_groups=4, pos_freqs=2, context_channels=16, context_blocks=1, context_max_size=4)
-    return DenoiserConfig(**{**base, **overrides})
+    cls = VARIANTS[name].config_class
+    known = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in {**base, **overrides}.items() if k in known})
 
 
 def randomized(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -43,7 +48,7 @@ def randomized(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 
 def build(name: str, seed: int = 0, **overrides) -> torch.nn.Module:
     torch.manual_seed(seed)
-    return randomized(VARIANTS[name](tiny_config(**overrides), D, SHAPES), seed).eval()
+    return randomized(VARIANTS[name](tiny_config(name, **overrides), D, SHAPES), seed).eval()
 
 
 def inputs(batch: int = 2, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
@@ -230,12 +235,12 @@ def test_bf16_autocast_forward_runs(name):
 
 
 def test_registry_and_config_forms():
-    import models.unets  # noqa: F401  (registers the names; the lead adds the package to MODEL_MODULES)
-
-    schema = OmegaConf.structured(tiny_config())
     for name, cls in VARIANTS.items():
+        schema = OmegaConf.structured(tiny_config(name))
         net = models.build_model(name, cfg=schema, code_dim=D, latent_shapes=SHAPES)  # DictConfig accepted
-        assert isinstance(net, cls)
+        assert isinstance(net, cls) and models.get_model_class(name) is cls
+    with pytest.raises(ValueError, match="context_channels"):  # each variant has its own schema
+        RSVPS2UNet(dict(context_channels=16), D, SHAPES)
     plain = dict(channels=16, channel_mults=[1, 2], attn_levels=[1], attn_head_dim=8)
     assert isinstance(RSVPS2UNet(plain, D, SHAPES), RSVPS2UNet)  # a plain dict
     with pytest.raises(ValueError, match="rsvp_typo"):

@@ -21,6 +21,8 @@ TINY_DDPM = [
     "train.optim.schedule=constant", "train.optim.warmup_steps=0",
     "model.cond_frames=2", "model.scale_clips=4", "model.eval_clips=2",
     "model.unet.channels=16", "model.unet.channel_mults=[1,2]", "model.unet.num_res_blocks=1",
-    "model.unet.attn_levels=[1]", "model.unet.attn_head_dim=8", "model.unet.context_channels=16",
+    "model.unet.attn_levels=[1]", "model.unet.attn_head_dim=8",
     "model.diffusion.sample_steps=2",
 ]
+# Per denoiser (model.net): the settings of its own schema that TINY_DDPM leaves at their defaults.
+TINY_NET = {"rsvp_s2": [], "rsvp_s1": [], "rsvp_m": ["model.unet.context_channels=16"]}

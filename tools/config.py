@@ -194,8 +194,8 @@ def build_config(
     return cfg
 
 
-def _merge_file(cfg: DictConfig, path: Path, seen: tuple[Path, ...]) -> DictConfig:
-    """Merge a YAML file; its optional ``base:`` (a path relative to the file) is merged first."""
+def _read_file(path: Path, seen: tuple[Path, ...]) -> tuple[DictConfig, Optional[Path]]:
+    """A YAML config file's keys and the path of its ``base:`` file (None without one)."""
     if not path.is_file():
         raise ConfigError(f"Config file not found: {path}")
     if path.resolve() in seen:
@@ -207,9 +207,30 @@ def _merge_file(cfg: DictConfig, path: Path, seen: tuple[Path, ...]) -> DictConf
     if not isinstance(from_file, DictConfig):
         raise ConfigError(f"Config file {path} must hold a mapping of keys, not {type(from_file).__name__}.")
     base = from_file.pop("base", None)
+    return from_file, None if base is None else path.parent / str(base)
+
+
+def _merge_file(cfg: DictConfig, path: Path, seen: tuple[Path, ...]) -> DictConfig:
+    """Merge a YAML file; its optional ``base:`` (a path relative to the file) is merged first."""
+    from_file, base = _read_file(path, seen)
     if base is not None:
-        cfg = _merge_file(cfg, path.parent / str(base), seen + (path.resolve(),))
+        cfg = _merge_file(cfg, base, seen + (path.resolve(),))
     return _merge(cfg, from_file, str(path))
+
+
+def raw_config(config_path: Optional[str | Path] = None, overrides: Iterable[str] = ()) -> DictConfig:
+    """The YAML files and overrides merged *without* a schema (nothing checked): for reading a key
+    that chooses the schema itself, such as ``model.net``. :func:`build_config` reports errors."""
+
+    def read(path: Path, seen: tuple[Path, ...]) -> DictConfig:
+        from_file, base = _read_file(path, seen)
+        return from_file if base is None else OmegaConf.merge(read(base, seen + (path.resolve(),)), from_file)
+
+    try:
+        cfg = read(Path(config_path), ()) if config_path is not None else OmegaConf.create()
+        return OmegaConf.merge(cfg, parse_overrides(overrides))
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"Could not merge the config files and overrides: {str(err).splitlines()[0]}") from None
 
 
 # Value ranges the schema's types cannot express: (key, test, what is required).

@@ -1,17 +1,36 @@
 """The experiment registry behind ``python main.py --exp NAME``.
 
 An experiment is a name, the schema of its ``model`` config section, its default config file,
-and a function that runs it. Stages register themselves with :func:`register_experiment`;
-``main.py`` knows nothing about any particular stage.
+and a function that runs it; an experiment whose checkpoints hold a first stage or a predictor
+also says how to load them (:mod:`tools.pretrained`). The shipped experiments are listed in
+:func:`builtin_experiments`; ``main.py``, ``validate.py`` and extraction know nothing about any
+particular one.
 """
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
-from tools.config import ConfigError, RunConfig, build_config, check_values
+from tools.config import ConfigError, RunConfig, build_config, check_values, raw_config
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+    from models.interface import FirstStage
+
+
+@dataclass(frozen=True)
+class FirstStageEntry:
+    """How an experiment's checkpoints give a first stage (:class:`models.interface.FirstStage`)."""
+
+    # ``build(run_cfg, state)``: the first stage of a checkpoint (its saved config and its
+    # contents), with its trained weights (EMA when present), in eval mode.
+    build: Callable[["DictConfig", dict], "FirstStage"]
+    # ``tokens(first_stage, cond_frames)``: what ``--exp extract`` stores of it (an object with
+    # ``shapes``, ``codebook_size``, ``encode(video)``, ``codebook()``, ``meta()``, as
+    # models.latent_space.SemanticTokens); None for a first stage without discrete tokens.
+    tokens: Optional[Callable[[Any, int], Any]] = None
 
 
 @dataclass(frozen=True)
@@ -31,13 +50,29 @@ class Experiment:
     # made and the config saved (e.g. clip geometry taken from a first-stage checkpoint).
     prepare_config: Optional[Callable[[Any], None]] = None
     description: str = ""
+    # ``select_model_schema(raw)``: the ``model`` schema for a config whose YAML files and
+    # overrides, merged unchecked, are ``raw`` (e.g. the denoiser's own schema by ``model.net``);
+    # None: always ``model_schema()``.
+    select_model_schema: Optional[Callable[["DictConfig"], Any]] = None
+    # Experiments whose checkpoints hold a first stage (first_stage, gan).
+    first_stage: Optional[FirstStageEntry] = None
+    # ``load_predictor(checkpoint, device, raw_weights=False)``: the
+    # :class:`models.interface.Predictor` of a checkpoint of this experiment (its path or its
+    # loaded contents); None for experiments that predict nothing.
+    load_predictor: Optional[Callable[..., Any]] = None
 
 
 EXPERIMENTS: dict[str, Experiment] = {}
 
-# Modules that register experiments when imported. Later stages append to this list, so that
-# importing the registry does not pay for importing every model up front.
-EXPERIMENT_MODULES: list[str] = ["tools.experiments.first_stage", "tools.experiments.extract", "tools.experiments.ddpm"]
+
+def builtin_experiments() -> list[Experiment]:
+    """The shipped experiments; a new method adds its module's experiments here.
+
+    Imported on first use (each experiment module imports this one, and importing the registry
+    should not pay for every model)."""
+    from tools.experiments import ddpm, extract, first_stage
+
+    return [first_stage.FIRST_STAGE, first_stage.GAN, extract.EXTRACT, ddpm.DDPM]
 
 
 def register_experiment(experiment: Experiment) -> Experiment:
@@ -48,8 +83,8 @@ def register_experiment(experiment: Experiment) -> Experiment:
 
 
 def load_experiments() -> dict[str, Experiment]:
-    for module in EXPERIMENT_MODULES:
-        importlib.import_module(module)
+    for experiment in builtin_experiments():
+        register_experiment(experiment)
     return EXPERIMENTS
 
 
@@ -75,7 +110,7 @@ def experiment_config(exp: str, config_path: Optional[str | Path] = None, overri
     experiment = get_experiment(exp)
     path = config_path if config_path is not None else resolve_default_config(experiment)
     try:
-        cfg = build_config(RunConfig(exp=exp, model=experiment.model_schema()), path, list(overrides))
+        cfg = build_config(run_schema(experiment, path, overrides), path, list(overrides))
     except ConfigError:
         if path is not None:
             _check_stage_of_file(experiment, path)
@@ -84,6 +119,18 @@ def experiment_config(exp: str, config_path: Optional[str | Path] = None, overri
     if prepare and experiment.prepare_config is not None:
         experiment.prepare_config(cfg)
     return cfg
+
+
+def run_schema(experiment: Experiment, config_path: Optional[str | Path] = None,
+               overrides: Sequence[str] = ()) -> RunConfig:
+    """The schema a config of ``experiment`` (default file: the experiment's own) is checked
+    against, and whose defaults it starts from."""
+    if experiment.select_model_schema is None:
+        model = experiment.model_schema()
+    else:
+        path = config_path if config_path is not None else resolve_default_config(experiment)
+        model = experiment.select_model_schema(raw_config(path, list(overrides)))
+    return RunConfig(exp=experiment.name, model=model)
 
 
 def _check_stage_of_file(experiment: Experiment, path: str | Path) -> None:

@@ -1,7 +1,8 @@
 """Second-stage denoisers over the first stage's scene/object/motion latents.
 
 All variants share one interface, ``forward(x_t, t, cond, cond_mask=None) -> Tensor`` (see
-:mod:`models.unets.common`), and one constructor, ``Net(cfg, code_dim, latent_shapes)``:
+:mod:`models.unets.common`), and one constructor, ``Net(cfg, code_dim, latent_shapes)``, where
+``cfg`` is the variant's own schema, ``Net.config_class`` (:mod:`models.unets.config`):
 
 - ``rsvp_s2`` :class:`RSVPS2UNet` -- the main model: 3D convs, scene/object/motion streams joined
   by self-attention (:mod:`models.unets.rsvp_s2`);
@@ -11,12 +12,12 @@ All variants share one interface, ``forward(x_t, t, cond, cond_mask=None) -> Ten
 
 Importing this package registers the three names in :mod:`models`' registry.
 """
-from models.unets.config import DenoiserConfig, RSVPMConfig, RSVPS1Config, RSVPS2Config, UNetConfig, coerce_config
+from models.unets.config import RSVPMConfig, RSVPS1Config, RSVPS2Config, UNetConfig, coerce_config
 from models.unets.rsvp_m import RSVPMUNet
 from models.unets.rsvp_s1 import RSVPS1UNet
 from models.unets.rsvp_s2 import RSVPS2UNet
 
 __all__ = [
-    "DenoiserConfig", "RSVPMConfig", "RSVPS1Config", "RSVPS2Config", "UNetConfig", "coerce_config",
+    "RSVPMConfig", "RSVPS1Config", "RSVPS2Config", "UNetConfig", "coerce_config",
     "RSVPMUNet", "RSVPS1UNet", "RSVPS2UNet",
 ]

@@ -1,8 +1,8 @@
 """Configuration dataclasses of the second-stage denoisers (OmegaConf-structured friendly).
 
-``UNetConfig`` holds the trunk fields every variant shares; each variant adds its own. One
-schema for all three is :class:`DenoiserConfig` (it subclasses every variant config, so any
-denoiser accepts it): use it where the variant is picked by name at run time.
+``UNetConfig`` holds the trunk fields every variant shares; each variant adds its own. Each
+denoiser class names its schema as ``config_class``, so the experiment checks ``model.unet``
+against the schema of the denoiser ``model.net`` picks (a new denoiser brings its own dataclass).
 """
 from __future__ import annotations
 
@@ -50,11 +50,6 @@ class RSVPMConfig(UNetConfig):
     self_attention: bool = True  # space-time self-attention before the cross-attention
 
 
-@dataclass
-class DenoiserConfig(RSVPS2Config, RSVPS1Config, RSVPMConfig):
-    """Every field of every variant; each denoiser reads the ones it needs."""
-
-
 def coerce_config(cfg: Any, cls: type[C]) -> C:
     """``cfg`` as a ``cls``: an instance passes through; a mapping, OmegaConf node or other
     dataclass is converted (unknown keys are an error naming them)."""
@@ -72,8 +67,6 @@ def coerce_config(cfg: Any, cls: type[C]) -> C:
     else:
         raise TypeError(f"expected a {cls.__name__} or a mapping, got {type(cfg).__name__}")
     known = {f.name for f in fields(cls)}
-    if not set(data) <= known and issubclass(DenoiserConfig, cls):
-        cls, known = DenoiserConfig, {f.name for f in fields(DenoiserConfig)}  # the all-variant schema
     unknown = sorted(set(data) - known)
     if unknown:
         raise ValueError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}; valid: {', '.join(sorted(known))}")

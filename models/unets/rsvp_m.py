@@ -86,6 +86,8 @@ class SelfCrossAttention(nn.Module):
 class RSVPMUNet(nn.Module):
     """``forward(x_t, t, cond, cond_mask=None) -> [B, D, T, Hm, Wm]`` (see :mod:`models.unets.common`)."""
 
+    config_class = RSVPMConfig
+
     def __init__(self, cfg: RSVPMConfig | Mapping, code_dim: int,
                  latent_shapes: Mapping[str, tuple[int, int, int]]) -> None:
         super().__init__()

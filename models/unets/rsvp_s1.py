@@ -35,6 +35,8 @@ KERNEL = (3, 3)
 class RSVPS1UNet(nn.Module):
     """``forward(x_t, t, cond, cond_mask=None) -> [B, D, T, Hm, Wm]`` (see :mod:`models.unets.common`)."""
 
+    config_class = RSVPS1Config
+
     def __init__(self, cfg: RSVPS1Config | Mapping, code_dim: int,
                  latent_shapes: Mapping[str, tuple[int, int, int]]) -> None:
         super().__init__()

@@ -44,6 +44,8 @@ def check_kernel(name: str, kernel: list[int], dims: int) -> tuple[int, ...]:
 class RSVPS2UNet(nn.Module):
     """``forward(x_t, t, cond, cond_mask=None) -> [B, D, T, Hm, Wm]`` (see :mod:`models.unets.common`)."""
 
+    config_class = RSVPS2Config
+
     def __init__(self, cfg: RSVPS2Config | Mapping, code_dim: int,
                  latent_shapes: Mapping[str, tuple[int, int, int]]) -> None:
         super().__init__()

@@ -10,7 +10,7 @@ folder written by ``--exp extract`` with ``model.cond_frames=K`` (no first-stage
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
@@ -22,16 +22,18 @@ from torch.utils.data import default_collate
 from evaluation.frame_metrics import psnr_per_frame
 from evaluation.protocol import copy_last_frame_baseline
 from evaluation.weights import sha256_file
-from models import build_model
+from models import build_model, get_model_class
 from models.diffusion import DiffusionConfig, build_diffusion
-from models.latent_space import SemanticLatentSpace, pseudo_clip
-from models.unets.config import DenoiserConfig
-from tools.checkpoint import CheckpointError, load_checkpoint
+from models.interface import pseudo_clip
+from models.latent_space import SemanticLatentSpace
+from models.rsvp_predictor import RSVPPredictor
+from models.unets.config import RSVPS2Config
+from tools.checkpoint import load_checkpoint, load_net_state
 from tools.config import ConfigError
 from tools.datasets import build_dataset
 from tools.experiments.common import held_out_batch, run_training
-from tools.experiments.first_stage import load_first_stage
-from tools.registry import Experiment, register_experiment
+from tools.pretrained import find_first_stage, load_first_stage
+from tools.registry import Experiment
 from tools.tokens import TokenDataset, read_meta
 from tools.trainer import StepContext, TrainTask, build_optimizer
 
@@ -39,7 +41,8 @@ from tools.trainer import StepContext, TrainTask, build_optimizer
 @dataclass
 class DDPMConfig:
     net: str = "rsvp_s2"  # rsvp_s2 | rsvp_s1 (2D ablation) | rsvp_m (masked conditional)
-    unet: DenoiserConfig = field(default_factory=DenoiserConfig)
+    # The denoiser's own config (its class's ``config_class``: models/unets/config.py), chosen by ``net``.
+    unet: Any = field(default_factory=RSVPS2Config)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     cond_frames: int = 4  # K observed frames; the prediction is the next T (the first stage's clip length)
     snap_to_codebook: bool = False  # decode sampled motion through its nearest codebook rows
@@ -48,33 +51,43 @@ class DDPMConfig:
     tokens: Optional[str] = None  # token folder (train.py); None: encode clips with the first stage
 
 
-def first_stage_path(cfg: DictConfig) -> Path:
-    if not cfg.first_model:
-        raise ConfigError("the second stage needs a trained first stage: pass --first_model "
-                          "results/gan_..._/model_last.pth (or first_stage_...)")
-    path = Path(cfg.first_model)
-    if not path.is_file():
-        raise ConfigError(f"first-stage checkpoint {path} not found")
-    return path
+def denoiser_schema(net: str) -> Any:
+    """A fresh config of the denoiser registered as ``net`` (its class's ``config_class``)."""
+    try:
+        cls = get_model_class(net)
+    except KeyError as err:
+        raise ConfigError(f"model.net: {err.args[0]}") from None
+    if getattr(cls, "config_class", None) is None:
+        raise ConfigError(f"model.net: '{net}' is not a second-stage denoiser")
+    return cls.config_class()
+
+
+def select_model_schema(raw: DictConfig) -> DDPMConfig:
+    """The ``model`` schema of a config: ``model.unet`` is checked against ``model.net``'s own schema."""
+    net = str(OmegaConf.select(raw, "model.net", default=DDPMConfig.net))
+    return DDPMConfig(net=net, unet=denoiser_schema(net))
+
+
+def denoiser_config(model: DictConfig) -> Any:
+    """``model.unet`` as the config of ``model.net``'s denoiser. A config saved before each denoiser
+    had a schema of its own holds every variant's fields: the ones this denoiser lacks are dropped."""
+    schema = denoiser_schema(str(model.net))
+    known = {f.name for f in fields(schema)}
+    values = OmegaConf.to_container(model.unet, resolve=True)
+    return type(schema)(**{k: v for k, v in values.items() if k in known})
 
 
 def prepare_config(cfg: DictConfig) -> None:
     """Clips are cut to what the first stage was built for: K observed + its T frames, its resolution."""
-    try:
-        state = load_checkpoint(first_stage_path(cfg))
-    except CheckpointError as err:
-        raise ConfigError(str(err)) from None
-    source = OmegaConf.create(state["config"]).data
+    source = load_first_stage(find_first_stage(cfg)).config.data
     cfg.data.resolution = source.resolution
     cfg.data.frames = int(cfg.model.cond_frames) + int(source.frames)
 
 
 def load_latent_space(cfg: DictConfig, scale: Optional[float] = None) -> SemanticLatentSpace:
-    path = first_stage_path(cfg)
-    try:
-        first_stage, run_cfg, _ = load_first_stage(path)
-    except CheckpointError as err:
-        raise ConfigError(str(err)) from None
+    path = find_first_stage(cfg)
+    trained = load_first_stage(path)
+    first_stage, run_cfg = trained.model, trained.config
     if (run_cfg.data.resolution, int(cfg.model.cond_frames) + first_stage.frames) != (
             cfg.data.resolution, cfg.data.frames):
         raise ConfigError(f"data.resolution/data.frames ({cfg.data.resolution}, {cfg.data.frames}) do not fit the "
@@ -83,7 +96,7 @@ def load_latent_space(cfg: DictConfig, scale: Optional[float] = None) -> Semanti
 
 
 def build_denoiser(cfg: DictConfig, space: SemanticLatentSpace) -> nn.Module:
-    return build_model(cfg.model.net, cfg=cfg.model.unet, code_dim=space.first_stage.cfg.code_dim,
+    return build_model(cfg.model.net, cfg=denoiser_config(cfg.model), code_dim=space.first_stage.cfg.code_dim,
                        latent_shapes=space.first_stage.latent_shapes())
 
 
@@ -136,15 +149,14 @@ class DDPMTask(TrainTask):
         ctx.step(out["loss"], "model")
         return {"loss": out["loss"].detach()}
 
-    @torch.no_grad()
+    def predictor(self, net: nn.Module) -> RSVPPredictor:
+        """This task's method with denoiser ``net`` (e.g. the EMA copy) as a Predictor."""
+        return RSVPPredictor(self.space, self.diffusion, net, self.cond_frames)
+
     def predict(self, net: nn.Module, observed: torch.Tensor, generator: torch.Generator,
                 **sample_options: Any) -> torch.Tensor:
         """Frames ``[B, 3, T, H, W]`` following the observed ones (one clip)."""
-        cond = self.space.condition(observed)
-        b = observed.shape[0]
-        shape = (b, *cond["motion"].shape[1:])
-        motion = self.diffusion.sample(net, shape, cond, generator=generator, device=observed.device, **sample_options)
-        return self.space.decode(cond, motion)
+        return self.predictor(net).predict(observed, generator, **sample_options)
 
     def sample(self, batch: dict, step: int, ctx: StepContext) -> dict[str, torch.Tensor]:
         observed, future = self.split(batch["video"])
@@ -183,7 +195,7 @@ def token_dataset(cfg: DictConfig) -> TokenDataset:
     if meta.get("cond_frames", 0) != int(cfg.model.cond_frames):
         raise ConfigError(f"{folder} holds tokens for cond_frames={meta.get('cond_frames', 0)} (extract with "
                           f"model.cond_frames={cfg.model.cond_frames}, or set model.cond_frames={meta.get('cond_frames')})")
-    if meta["identity"]["checkpoint_sha256"] != sha256_file(first_stage_path(cfg)):
+    if meta["identity"]["checkpoint_sha256"] != sha256_file(find_first_stage(cfg)):
         raise ConfigError(f"{folder} was extracted with {meta['checkpoint']}, not with --first_model {cfg.first_model}")
     return train
 
@@ -199,10 +211,26 @@ def run_ddpm(cfg: DictConfig, run_dir: Path, resume: bool) -> int:
     return run_training(lambda device: DDPMTask(cfg, space), cfg, run_dir, resume, train, sample_batch=sample)
 
 
-register_experiment(Experiment(
+def load_predictor(checkpoint: str | Path | dict, device: torch.device | str = "cpu",
+                   raw_weights: bool = False) -> RSVPPredictor:
+    """The predictor of a ``--exp ddpm`` checkpoint (its path or contents) on ``device``: the
+    denoiser's EMA weights (``raw_weights``: the raw ones), the stored latent scale, and the
+    first stage its config names."""
+    state = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint, exps=("ddpm",))
+    cfg = OmegaConf.create(state["config"])
+    task = DDPMTask(cfg, load_latent_space(cfg, scale=float(state["task"]["scale"])))
+    task.net.load_state_dict(load_net_state(state, "model", ema=False if raw_weights else None))
+    for module in (task.space, task.diffusion, task.net):
+        module.to(device)
+    return task.predictor(task.net.eval())
+
+
+DDPM = Experiment(
     name="ddpm", model_schema=DDPMConfig, default_config="configs/ddpm/rsvp_s2_shapes64.yaml",
     run=run_ddpm,
     build_task=lambda cfg, device: DDPMTask(cfg, load_latent_space(cfg, scale=1.0)),
     prepare_config=prepare_config,
+    select_model_schema=select_model_schema,
+    load_predictor=load_predictor,
     description="latent DDPM over the first stage's motion codes (--first_model)",
-))
+)

@@ -1,5 +1,8 @@
 """``--exp extract``: encode a dataset with a trained first stage into token folders (tools/tokens.py).
 
+What is stored (the arrays, their shapes, the codebook) is the first stage's own token format
+(``FirstStageEntry.tokens`` in the registry; RSVP: models/latent_space.SemanticTokens).
+
     python main.py --exp extract --first_model results/gan_main_shapes_42/model_last.pth --data shapes --out data/tokens_shapes
 
 Writes the train and test splits in shards of ``model.shard_size`` clips. Re-running the same
@@ -21,15 +24,13 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from evaluation.weights import sha256_file
-from tools.checkpoint import CheckpointError
 from tools.config import ConfigError
 from tools.datasets import build_dataset
 from tools.distributed import resolve_device
-from tools.experiments.first_stage import load_first_stage
 from tools.loader import init_worker
-from tools.registry import Experiment, register_experiment
+from tools.pretrained import find_first_stage, load_first_stage
+from tools.registry import Experiment
 from tools.tokens import META_NAME, index_dtype, shard_done_path, shard_file
-from models.latent_space import encode_future, encode_observed
 
 
 @dataclass
@@ -37,21 +38,9 @@ class ExtractConfig:
     splits: list[str] = field(default_factory=lambda: ["train", "test"])
     shard_size: int = 1024  # clips per shard file
     clips_per_video: int = 1  # training clips per video (test: always 1, the fixed-start clip)
-    # 0: tokens of plain T-frame clips (scene, object, motion). K > 0: prediction pairs for the
-    # second stage from clips of K + T frames: the tokens of the pseudo-clip of the K observed
-    # frames (cond_scene, cond_object, cond_motion) and the motion of the next T (future_motion).
+    # 0: tokens of plain T-frame clips. K > 0: prediction pairs for the second stage from clips of
+    # K + T frames: the tokens of the K observed frames (the condition) and of the next T (the target).
     cond_frames: int = 0
-
-
-def encode_batch(model, video: torch.Tensor, cond_frames: int) -> dict[str, torch.Tensor]:
-    """Token index grids of a batch, by array name (see ExtractConfig.cond_frames)."""
-    if cond_frames == 0:
-        return model.encode(video)["indices"]
-    t = model.frames
-    observed, future = video[:, :, :cond_frames], video[:, :, cond_frames:cond_frames + t]
-    cond = encode_observed(model, observed)["indices"]
-    future_motion = encode_future(model, future, observed)["indices"]["motion"]
-    return {**{f"cond_{k}": v for k, v in cond.items()}, "future_motion": future_motion}
 
 
 class KeyedClips(Dataset):
@@ -107,35 +96,26 @@ def _check_or_write_meta(out: Path, meta: dict) -> None:
 
 @torch.no_grad()
 def extract(cfg: DictConfig) -> Path:
-    if not cfg.first_model:
-        raise ConfigError("--exp extract needs --first_model path/to/model_last.pth (a first-stage or GAN run)")
+    ckpt = find_first_stage(cfg)
     if not cfg.out:
         raise ConfigError("--exp extract needs --out DIR (where the token folder goes)")
-    ckpt, out = Path(cfg.first_model), Path(cfg.out)
-    if not ckpt.is_file():
-        raise ConfigError(f"checkpoint {ckpt} not found")
-    try:
-        model, run_cfg, state = load_first_stage(ckpt)
-    except CheckpointError as err:
-        raise ConfigError(f"cannot extract with {ckpt}: {err}") from None
+    out = Path(cfg.out)
+    trained = load_first_stage(ckpt)
     device = resolve_device(cfg.device)
-    model.to(device)
+    model = trained.model.to(device)
     # The model was built for one clip geometry: clips are cut to it, whatever the data defaults say.
     cond_frames = int(cfg.model.cond_frames)
-    cfg.data.frames = int(run_cfg.data.frames) + cond_frames
-    cfg.data.resolution = run_cfg.data.resolution
-    arrays = ["scene", "object", "motion"] if cond_frames == 0 else [
-        "cond_scene", "cond_object", "cond_motion", "future_motion"]
-    shapes = model.latent_shapes()
-    codebook = model.quantizer.codes_from_indices(torch.arange(model.codebook_size, device=device)[None])[0]
-    dtype = index_dtype(model.codebook_size)
+    cfg.data.frames = model.frames + cond_frames
+    cfg.data.resolution = model.resolution
+    tokens = trained.tokens(cond_frames)
+    arrays = list(tokens.shapes)
+    codebook = tokens.codebook()
+    dtype = index_dtype(tokens.codebook_size)
     meta = {
         "identity": _identity(cfg, ckpt, sha256_file(ckpt)),
-        "checkpoint": str(ckpt), "checkpoint_step": int(state["step"]),
-        "codebook_size": int(model.codebook_size), "code_dim": int(codebook.shape[1]),
-        "quantizer": str(run_cfg.model.vqvae.quantizer), "dtype": dtype.name,
-        "latent_shapes": {k: list(v) for k, v in shapes.items()},
-        "frames": int(run_cfg.data.frames), "cond_frames": cond_frames, "arrays": arrays,
+        "checkpoint": str(ckpt), "checkpoint_step": int(trained.state["step"]),
+        **tokens.meta(), "dtype": dtype.name,
+        "frames": model.frames, "cond_frames": cond_frames, "arrays": arrays,
         "resolution": int(cfg.data.resolution), "splits": {},
     }
     splits = {}
@@ -167,7 +147,7 @@ def extract(cfg: DictConfig) -> Path:
                                 pin_memory=device.type == "cuda")
             grids = {k: [] for k in arrays}
             for batch in loader:
-                indices = encode_batch(model, batch["video"].to(device, non_blocking=True), cond_frames)
+                indices = tokens.encode(batch["video"].to(device, non_blocking=True))
                 for k in arrays:
                     grids[k].append(indices[k].cpu().numpy().astype(dtype))
                 bar.update(len(batch["video"]))
@@ -187,7 +167,7 @@ def _run(cfg: DictConfig, run_dir: Path, resume: bool) -> int:
     return 0
 
 
-register_experiment(Experiment(
+EXTRACT = Experiment(
     name="extract", model_schema=ExtractConfig, run=_run, uses_run_dir=False,
-    description="encode a dataset into scene/object/motion token folders (--first_model, --out)",
-))
+    description="encode a dataset into the first stage's token folders (--first_model, --out)",
+)

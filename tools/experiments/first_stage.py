@@ -19,13 +19,15 @@ from losses.adversarial import adaptive_generator_weight, hinge_d_loss, hinge_g_
 from losses.perceptual import PerceptualConfig, build_perceptual_loss
 from losses.reconstruction import reconstruction_loss
 from models.discriminators import ClipDiscriminator, FrameDiscriminator
+from models.latent_space import SemanticTokens
 from models.moso import MosoConfig, MosoVQVAE
-from tools.checkpoint import CheckpointError, last_checkpoint_path, load_checkpoint, load_net_state
+from tools.checkpoint import load_net_state
 from tools.config import ConfigError, OptimConfig
 from tools.datasets import build_dataset
 from tools.experiments.common import held_out_batch, run_training
 from tools.experiments.decomposition import decomposition_report
-from tools.registry import Experiment, register_experiment
+from tools.pretrained import find_first_stage, load_first_stage
+from tools.registry import Experiment, FirstStageEntry
 from tools.trainer import StepContext, TrainTask, build_optimizer
 
 
@@ -84,15 +86,11 @@ def split_anchor(cfg: DictConfig, batch: dict) -> tuple[Optional[torch.Tensor], 
     return video[:, :, 0], clip
 
 
-def load_first_stage(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[MosoVQVAE, DictConfig, dict]:
-    """A trained first stage (EMA weights when present) with the run config it was trained with."""
-    state = load_checkpoint(path, map_location)
-    run_cfg = OmegaConf.create(state["config"])
-    if "vqvae" not in (run_cfg.get("model") or {}):
-        raise CheckpointError(f"{path} is not a first-stage checkpoint (its config has no model.vqvae)")
+def first_stage_from_checkpoint(run_cfg: DictConfig, state: dict) -> MosoVQVAE:
+    """The trained model of a first_stage/gan checkpoint (EMA weights when present), in eval mode."""
     model = build_vqvae(run_cfg)
     model.load_state_dict(load_net_state(state, "model"))
-    return model.eval(), run_cfg, state
+    return model.eval()
 
 
 class FirstStageTask(TrainTask):
@@ -222,34 +220,23 @@ def codebook_report(model: MosoVQVAE, indices: dict[str, torch.Tensor]) -> dict[
 
 def _initial_weights(cfg: DictConfig) -> tuple[dict, int]:
     """The first-stage weights a GAN run starts from, and how many steps they were trained for."""
-    if cfg.first_model:
-        path = Path(cfg.first_model)
-    elif cfg.first_stage_folder:
-        path = last_checkpoint_path(cfg.first_stage_folder)
-    else:
-        raise ConfigError("--exp gan continues a first-stage run: pass --first_stage_folder results/first_stage_... "
-                          "(or --first_model path/to/model_last.pth)")
-    if not path.is_file():
-        raise ConfigError(f"first-stage checkpoint {path} not found")
-    state = load_checkpoint(path, exps=("first_stage", "gan"))
-    source = OmegaConf.create(state["config"])
+    path = find_first_stage(cfg)
+    source = load_first_stage(path)
     mine = OmegaConf.to_container(cfg.model.vqvae, resolve=True)
-    theirs = OmegaConf.to_container(source.model.vqvae, resolve=True)
-    if mine != theirs or source.data.frames != cfg.data.frames or source.data.resolution != cfg.data.resolution:
+    theirs = OmegaConf.to_container(source.config.model.vqvae, resolve=True)
+    data = source.config.data
+    if mine != theirs or data.frames != cfg.data.frames or data.resolution != cfg.data.resolution:
         diff = {k: (theirs.get(k), v) for k, v in mine.items() if theirs.get(k) != v}
         raise ConfigError(f"the GAN config's model.vqvae/data do not match the first-stage run {path} "
                           f"(checkpoint vs config: {diff}); use the same architecture settings")
-    return load_net_state(state, "model"), int(state["step"])
+    return load_net_state(source.state, "model"), int(source.state["step"])
 
 
 def _run(cfg: DictConfig, run_dir: Path, resume: bool, adversarial: bool) -> int:
-    try:
-        data = first_stage_data(cfg)
-        train = build_dataset(data, "train", cfg.seed)
-        eval_batch = held_out_batch(cfg, data)
-        init, offset = _initial_weights(cfg) if adversarial and not resume else (None, 0)
-    except (ConfigError, CheckpointError) as err:
-        raise ConfigError(str(err)) from None
+    data = first_stage_data(cfg)
+    train = build_dataset(data, "train", cfg.seed)
+    eval_batch = held_out_batch(cfg, data)
+    init, offset = _initial_weights(cfg) if adversarial and not resume else (None, 0)
 
     def make_task(device: torch.device) -> FirstStageTask:
         return FirstStageTask(cfg, device, adversarial, init_weights=init, step_offset=offset)
@@ -257,15 +244,20 @@ def _run(cfg: DictConfig, run_dir: Path, resume: bool, adversarial: bool) -> int
     return run_training(make_task, cfg, run_dir, resume, train, sample_batch=eval_batch)
 
 
-register_experiment(Experiment(
+# Checkpoints of both hold a first stage; --exp extract stores its token grids.
+FIRST_STAGE_ENTRY = FirstStageEntry(build=first_stage_from_checkpoint, tokens=SemanticTokens)
+
+FIRST_STAGE = Experiment(
     name="first_stage", model_schema=FirstStageConfig, default_config="configs/first_stage/moso_shapes64.yaml",
     run=lambda cfg, run_dir, resume: _run(cfg, run_dir, resume, adversarial=False),
     build_task=lambda cfg, device: FirstStageTask(cfg, device, adversarial=False),
+    first_stage=FIRST_STAGE_ENTRY,
     description="train the scene/object/motion VQ-VAE",
-))
-register_experiment(Experiment(
+)
+GAN = Experiment(
     name="gan", model_schema=FirstStageConfig, default_config="configs/first_stage/moso_shapes64_gan.yaml",
     run=lambda cfg, run_dir, resume: _run(cfg, run_dir, resume, adversarial=True),
     build_task=lambda cfg, device: FirstStageTask(cfg, device, adversarial=True),
+    first_stage=FIRST_STAGE_ENTRY,
     description="GAN fine-tune of a first-stage run (--first_stage_folder)",
-))
+)
