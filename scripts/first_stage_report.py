@@ -32,6 +32,7 @@ from torch.utils.data import default_collate  # noqa: E402
 
 from evaluation.frame_metrics import psnr_per_frame, ssim_per_frame  # noqa: E402
 from models.latent_space import SemanticLatentSpace  # noqa: E402
+from tools.config import ConfigError  # noqa: E402
 from tools.datasets import build_dataset  # noqa: E402
 from tools.experiments.decomposition import decomposition_report  # noqa: E402
 from tools.experiments.first_stage import first_stage_data, split_anchor  # noqa: E402
@@ -124,7 +125,11 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=16, help="clips per batch (default 16)")
     parser.add_argument("--out", help="also write the numbers to this JSON file")
     args = parser.parse_args(argv)
-    trained = load_first_stage(args.first_model)
+    try:
+        trained = load_first_stage(args.first_model)
+    except ConfigError as err:  # a missing, damaged or other-stage checkpoint
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     model, cfg = trained.model, trained.config
     torch.manual_seed(0)
     result: dict = {"checkpoint": args.first_model, "num_clips": args.num_clips, "frames": model.frames,
