@@ -14,10 +14,12 @@ frame into the object input ``m_t * x_t`` and the scene input ``x_t - m_t * x_t`
 ``full_input_step`` training steps both the scene and the object encoder see the raw frames
 (MOSO's "full BG" switch).
 
-Two departures from MOSO, each a switch (why: docs/FIRST_STAGE.md): ``object_input: anchor``
-encodes the objects from the anchor frame alone, and ``merge: warp`` turns each frame's motion
+Departures from MOSO, each a switch (why: docs/FIRST_STAGE.md): ``object_input: anchor``
+encodes the objects from the anchor frame alone; ``merge: warp`` turns each frame's motion
 features into a soft choice among local offsets that *moves* the object features before the
-gated merge, so that motion places content instead of only choosing between scene and object.
+gated merge, so that motion places content instead of only choosing between scene and object;
+``pixel_warp`` also moves the anchor frame's pixels by that warp and blends them into the output,
+so decoding reads the anchor frame besides the codes.
 """
 from __future__ import annotations
 

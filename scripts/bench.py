@@ -7,7 +7,8 @@ Everything runs in one process, so the ratios are comparable even on a shared ma
 * **training steps** (first stage and latent DDPM): the experiment's own task, built from its YAML
   config the way ``main.py`` builds it, run by the real :class:`tools.trainer.Trainer` (forward,
   losses, backward, gradient clipping, optimizer, EMA). Per step: model FLOPs
-  (``torch.utils.flop_counter``: matmuls, convolutions, attention, forward + backward), wall time
+  (``torch.utils.flop_counter`` with ``tools/flops.py``'s CPU attention formulas: matmuls,
+  convolutions, attention, forward + backward), wall time
   (median of the timed steps, after warm-up), achieved FLOP/s, and the FLOP/s of a dense square
   matmul timed in the same process in the step's compute dtype (fp32, or bf16 under autocast)
   just before; their ratio is the figure to compare. Peak memory of the step: on CUDA
@@ -48,7 +49,6 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -56,6 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from measure_memory import LiveTensorMemory, random_batch, state_tensors, untrained_first_stage  # noqa: E402
 from models.diffusion.guidance import GuidedDenoiser  # noqa: E402
 from tools.distributed import resolve_device  # noqa: E402
+from tools.flops import flop_counter  # noqa: E402
 from tools.hardware import cpu_model  # noqa: E402
 from tools.registry import experiment_config, get_experiment  # noqa: E402
 from tools.trainer import Trainer, move_to_device  # noqa: E402
@@ -220,7 +221,7 @@ class StepRunner:
 
     def counted_step(self, count_flops: bool) -> Optional[int]:
         """One step with its peak memory taken (and its FLOPs counted); returns the FLOPs."""
-        counter = FlopCounterMode(display=False) if count_flops else contextlib.nullcontext()
+        counter = flop_counter() if count_flops else contextlib.nullcontext()
         with counter, peak_memory(self.device, self.resident()) as peak:
             self.step()
         self.peak = peak["bytes"]
@@ -316,7 +317,7 @@ def bench_sampling(trainer: Trainer, device: torch.device, samplers: Sequence[st
     flops = {}
     for part, fn in (("encode", lambda: task.space.condition(observed)), ("decode", lambda: task.space.decode(cond, motion)),
                      ("denoiser", lambda: denoise(motion, t))):
-        counter = FlopCounterMode(display=False)
+        counter = flop_counter()
         with torch.no_grad(), trainer.ctx.autocast(), counter:
             fn()
         flops[part] = int(counter.get_total_flops())

@@ -5,10 +5,11 @@
 Nothing is timed. Each stage's real code (the task's ``training_step``: forward, losses,
 backward; the encoder pass of ``--exp extract``; the encode / denoiser calls / decode of
 validate.py) runs once on fake tensors (shapes only, no compute) while three dispatch modes
-count its FLOPs (``torch.utils.flop_counter.FlopCounterMode``: matrix products, convolutions,
-attention), its kernel-launching operators (every aten operator that is not a view), and the
-peak bytes of live tensors (scripts/measure_memory.py's accounting, the same number that
-script prints). Two lower bounds on the time of one unit (a training step, a batch) follow:
+count its FLOPs (``torch.utils.flop_counter.FlopCounterMode`` with ``tools/flops.py``'s CPU
+attention formulas: matrix products, convolutions, attention), its kernel-launching operators
+(every aten operator that is not a view), and the peak bytes of live tensors
+(scripts/measure_memory.py's accounting, the same number that script prints). Two lower bounds
+on the time of one unit (a training step, a batch) follow:
 
 * compute: FLOPs / an *assumed* achieved throughput: ``--tflops`` for the bf16-autocast training
   stages (default 125 = 40 % of an A100's 312 dense bf16 TFLOP/s), ``--tflops_fp32`` for
@@ -38,7 +39,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 from torch._subclasses.fake_tensor import FakeTensorMode  # noqa: E402
 from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from measure_memory import LiveTensorMemory, training_step  # noqa: E402
 from models.diffusion.guidance import GuidedDenoiser  # noqa: E402
@@ -47,6 +47,7 @@ from models.latent_space import SemanticLatentSpace, SemanticTokens  # noqa: E40
 from tools.config import ConfigError  # noqa: E402
 from tools.experiments.ddpm import DDPMTask  # noqa: E402
 from tools.experiments.first_stage import build_vqvae  # noqa: E402
+from tools.flops import flop_counter  # noqa: E402
 from tools.registry import experiment_config  # noqa: E402
 
 CONFIGS = Path("configs")
@@ -116,7 +117,7 @@ class CostMeter:
     """Counts FLOPs, operators and peak live bytes of what runs inside ``with meter:``."""
 
     def __init__(self, *persistent: torch.Tensor) -> None:
-        self.flops, self.operators, self.memory = FlopCounterMode(display=False), OperatorCounter(), LiveTensorMemory()
+        self.flops, self.operators, self.memory = flop_counter(), OperatorCounter(), LiveTensorMemory()
         self.persistent = persistent
         self._stack = contextlib.ExitStack()
 

@@ -14,7 +14,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib_stages.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh"
 export OUT=${OUT:-results/reproduce_shapes}
-FS_STEPS=${FS_STEPS:-3000}; GAN_STEPS=${GAN_STEPS:-0}; FS64_STEPS=${FS64_STEPS:-0}; DEVICE=${DEVICE:-auto}
+FS_STEPS=${FS_STEPS:-1500}; GAN_STEPS=${GAN_STEPS:-0}; FS64_STEPS=${FS64_STEPS:-0}; DEVICE=${DEVICE:-auto}
 DOC=${DOC:-docs/RESULTS.md}; README=${README-README.md}
 export NUM_TRAIN=${NUM_TRAIN:-1500} STEPS=${STEPS:-1200} NUM_VIDEOS=${NUM_VIDEOS:-64} NUM_SAMPLES=${NUM_SAMPLES:-4}
 export DEVICE DATA=shapes RES=32 BATCH=16 LR=5e-4 K=4

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -59,6 +60,31 @@ def test_ddpm_token_step_flops_grow_with_batch(tiny_first_model, tmp_path):
         assert row["input"] == "tokens" and row["exp"] == "ddpm" and math.isfinite(row["ratio"])
         flops[batch] = row["flops_per_step"]
     assert flops[2] == pytest.approx(2 * flops[1], rel=0.05)  # per-sample work; the optimizer is not counted
+
+
+# Substrings of the aten operators that multiply matrices (products, convolutions, attention).
+MATMUL_LIKE = ("mm", "mv", "dot", "matmul", "linear", "einsum", "conv", "attention", "cdist")
+
+
+def test_no_matrix_operator_of_the_steps_goes_uncounted(tiny_first_model, tmp_path, monkeypatch):
+    """Every operator of the first-stage and DDPM steps that multiplies matrices has a FLOP
+    formula: the CPU attention kernels (forward and backward) among them (tools/flops.py)."""
+    seen: dict[str, bool] = {}
+    count = FlopCounterMode._count_flops
+
+    def recording(self, packet, out, args, kwargs):
+        seen.setdefault(str(packet), packet in self.flop_registry)
+        return count(self, packet, out, args, kwargs)
+
+    monkeypatch.setattr(FlopCounterMode, "_count_flops", recording)
+    fs = bench.run_config("first_stage", FS_CONFIG, [*bench.COMMON_OVERRIDES["first_stage"], *TINY_FS])
+    for runner in (bench.StepRunner("fs", fs, CPU, tmp_path / "fs", use_tokens=False),
+                   bench.StepRunner("ddpm", ddpm_config(tiny_first_model), CPU, tmp_path / "ddpm", use_tokens=True)):
+        runner.counted_step(count_flops=True)
+    assert [op for op, counted in seen.items() if not counted and any(w in op for w in MATMUL_LIKE)] == []
+    assert seen["aten._scaled_dot_product_flash_attention_for_cpu"]
+    assert seen["aten._scaled_dot_product_flash_attention_for_cpu_backward"]
+    assert seen["aten.convolution"] and seen["aten.convolution_backward"]
 
 
 def test_sampling_rows(tiny_first_model, tmp_path):

@@ -4,7 +4,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-from first_stage_report import main as report  # noqa: E402
+from first_stage_report import binomial_blur, main as report  # noqa: E402
 
 
 def test_first_stage_report_scores_every_item(first_stage_run, tmp_path, capsys):
@@ -16,5 +16,19 @@ def test_first_stage_report_scores_every_item(first_stage_run, tmp_path, capsys)
                 "swap_iou_motion_src", "swap_iou_appearance_src", "ceiling_psnr", "copy_last_psnr"):
         assert isinstance(numbers[key], float), key
     assert 0 <= numbers["temporal_variance_ratio"] and 0 < numbers["copy_last_psnr"] < 100
+    # the blur reference: some variance lost, a finite PSNR
+    assert 0 < numbers["blurred_truth_tv_ratio"] < 1 and 10 < numbers["blurred_truth_psnr"] < 100
     printed = capsys.readouterr().out
     assert "| temporal-mean bound PSNR" in printed and "| first-stage ceiling PSNR" in printed
+
+
+def test_binomial_blur_keeps_flat_frames_and_smooths_an_impulse():
+    import torch
+
+    flat = torch.full((1, 3, 2, 5, 5), 0.3)
+    assert torch.allclose(binomial_blur(flat), flat)
+    impulse = torch.zeros(1, 1, 1, 5, 5)
+    impulse[..., 2, 2] = 1.0
+    out = binomial_blur(impulse)
+    assert abs(float(out[..., 2, 2]) - 4 / 16) < 1e-6 and abs(float(out[..., 1, 2]) - 2 / 16) < 1e-6
+    assert abs(float(out.sum()) - 1.0) < 1e-6

@@ -1,0 +1,74 @@
+"""How well can moving the anchor frame reproduce a clip? The best whole-pixel offset per cell.
+
+    python scripts/warp_oracle.py [--config configs/first_stage/warp_shapes32.yaml] [--num_clips 32]
+
+For each cell size (the warp's spatial resolution) and offset step (1: every whole pixel; 2: the
+even offsets, as a warp made at half resolution moves), every frame of each test clip is built
+from the anchor frame (the frame before the clip) moved by the one offset that matches that cell
+best, and scored in PSNR against the frame. No model is involved: it is the ceiling of a warp
+of that resolution, which tells how fine the motion tokens (cells) must be to reach a target.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch.utils.data import default_collate  # noqa: E402
+
+from evaluation.frame_metrics import psnr_per_frame  # noqa: E402
+from tools.datasets import build_dataset  # noqa: E402
+from tools.experiments.first_stage import first_stage_data, split_anchor  # noqa: E402
+from tools.registry import experiment_config  # noqa: E402
+
+SETTINGS = ((2, 2), (2, 1), (4, 2), (4, 1), (1, 1))  # (cell pixels, offset step)
+
+
+def best_offset_frames(video: torch.Tensor, anchor: torch.Tensor, reach: int, step: int, cell: int) -> torch.Tensor:
+    """``[B, C, T, H, W]``: per ``cell``x``cell`` block of each frame, the anchor moved by the offset
+    (multiples of ``step`` up to ``reach`` pixels each way) with the least mean absolute error."""
+    b, _, t, h, w = video.shape
+    padded = F.pad(anchor, (reach,) * 4, mode="replicate")
+    best = torch.full((b, t, h // cell, w // cell), float("inf"))
+    out = torch.zeros_like(video)
+    offsets = range(-(reach // step) * step, reach + 1, step)
+    for dy in offsets:
+        for dx in offsets:
+            moved = padded[:, :, reach + dy:reach + dy + h, reach + dx:reach + dx + w][:, :, None].expand_as(video)
+            err = F.avg_pool2d((moved - video).abs().mean(dim=1).flatten(0, 1), cell).unflatten(0, (b, t))
+            better = err < best
+            best = torch.where(better, err, best)
+            mask = better.repeat_interleave(cell, -1).repeat_interleave(cell, -2)[:, None]
+            out = torch.where(mask, moved, out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default="configs/first_stage/warp_shapes32.yaml")
+    parser.add_argument("--num_clips", type=int, default=32)
+    parser.add_argument("--reach", type=int, default=12, help="largest displacement tried, in pixels (default 12)")
+    args = parser.parse_args(argv)
+    cfg = experiment_config("first_stage", args.config, [])
+    if cfg.model.vqvae.anchor != "before":
+        parser.error("the oracle moves the frame before the clip: use a config with model.vqvae.anchor: before")
+    data = build_dataset(first_stage_data(cfg), "test")
+    anchor, batch = split_anchor(cfg, default_collate([data[i] for i in range(min(args.num_clips, len(data)))]))
+    video = batch["video"]
+    print(f"{video.shape[0]} test clips, {video.shape[2]} frames at {video.shape[-1]}x{video.shape[-1]}, "
+          f"offsets up to {args.reach} pixels\n")
+    print("| cell (pixels) | offset step (pixels) | PSNR (dB) |\n|---|---|---|")
+    for cell, step in SETTINGS:
+        frames = best_offset_frames(video, anchor, args.reach, step, cell)
+        print(f"| {cell}x{cell} | {step} | {float(psnr_per_frame(frames, video).mean()):.2f} |")
+    unmoved = anchor[:, :, None].expand_as(video)
+    print(f"| (no move: the anchor frame) | – | {float(psnr_per_frame(unmoved, video).mean()):.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
