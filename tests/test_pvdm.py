@@ -223,10 +223,10 @@ def load(path: Path):
 def test_configs_build_the_dataclasses(name):
     """Each first-stage config's `model.pvdm` is a valid PVDMAutoencoderConfig for its data; a
     second-stage config of the same name fits a U-Net ladder onto those planes."""
-    first = OmegaConf.to_container(load(ROOT / "configs/first_stage" / f"{name}.yaml"), resolve=True)
+    first = OmegaConf.to_container(load(ROOT / "configs/pvdm" / f"first_stage_{name}.yaml"), resolve=True)
     ae_cfg = PVDMAutoencoderConfig(**first["model"]["pvdm"])
     assert (ae_cfg.frames, ae_cfg.resolution) == (first["data"]["frames"], first["data"]["resolution"])
-    second_path = ROOT / "configs/ddpm" / f"{name}.yaml"
+    second_path = ROOT / "configs/pvdm" / f"ddpm_{name}.yaml"
     if second_path.exists():
         second = OmegaConf.to_container(load(second_path), resolve=True)
         unet_cfg, objective = PVDMUNetConfig(**second["model"]["unet"]), PVDMObjectiveConfig(**second["model"]["pvdm"])
