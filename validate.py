@@ -70,7 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--snap", choices=["on", "off"], help="snap sampled motion to the codebook (default: config)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed; same seed, same output (default: %(default)s)")
     p.add_argument("--batch_size", type=int, default=8, help="videos per batch (default: %(default)s)")
-    p.add_argument("--metrics", default="psnr,ssim,lpips,fvd,kvd", help="comma-separated (default: %(default)s)")
+    p.add_argument("--metrics", default="psnr,ssim,lpips,fvd,kvd",
+                   help="comma-separated; st_lpips (ST-LPIPS, offline, not comparable with LPIPS) on request "
+                        "(default: %(default)s)")
     p.add_argument("--i3d", help="i3d_torchscript.pt for FVD/KVD (default: $RSVP_I3D or ~/.cache/rsvp/)")
     p.add_argument("--raw_weights", action="store_true", help="sample with the raw weights instead of the EMA")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
@@ -147,7 +149,8 @@ def run(args: argparse.Namespace, info: DistInfo) -> dict:
     (out / "videos").mkdir(parents=True, exist_ok=True)
     protocol = EvalProtocol(cond_frames=k)
     model_eval = PredictionEvaluator(args.metrics, protocol, device=device, i3d_path=args.i3d)
-    shared = dict(device=device, lpips_model=model_eval.lpips_model, i3d=model_eval.i3d, i3d_path=args.i3d)
+    shared = dict(device=device, lpips_model=model_eval.lpips_model, st_lpips_model=model_eval.st_lpips_model,
+                  i3d=model_eval.i3d, i3d_path=args.i3d)
     base_eval = PredictionEvaluator(args.metrics, protocol, **shared)
     # The first stage's ceiling: the TRUE future through the method's first stage (a perfect
     # second stage). A model cannot beat it; far below the baseline, the first stage is what

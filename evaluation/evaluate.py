@@ -1,7 +1,8 @@
 """Evaluate a folder of generated videos against a folder of ground-truth videos.
 
-    python -m evaluation.evaluate --real DIR --fake DIR [--metrics psnr,ssim,lpips,fvd,kvd]
-        [--i3d PATH] [--lpips_net alex|vgg] [--cond_frames K] [--fvd_observed include|exclude]
+    python -m evaluation.evaluate --real DIR --fake DIR [--metrics psnr,ssim,lpips,st_lpips,fvd,kvd]
+        [--i3d PATH] [--lpips_net alex|vgg] [--st_lpips_net alex|vgg] [--cond_frames K]
+        [--fvd_observed include|exclude]
         [--out metrics.json] [--curves PATH.png] [--batch_size 8] [--device cuda|cpu]
 
 Videos are matched by name (file name without extension; a folder of frame images counts as one
@@ -14,6 +15,9 @@ A generated video has as many frames as its ground truth, or -- with ``--cond_fr
 hold only the ``T - K`` predicted frames. Names, frame counts and frame sizes that do not match
 are errors (exit status 2). Missing LPIPS / I3D weights skip those metrics with a message naming
 the file and where it goes; the rest is computed and the JSON records what was left out.
+``st_lpips`` (ST-LPIPS, the shift-tolerant LPIPS variant; its weights ship in the stlpips-pytorch
+wheel, so it runs offline) is computed only when named in ``--metrics``; its values are not
+comparable with LPIPS.
 """
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from evaluation.protocol import ALL_METRICS, EvalProtocol, PredictionEvaluator, parse_metrics
+from evaluation.protocol import ALL_METRICS, DEFAULT_METRICS, EvalProtocol, PredictionEvaluator, parse_metrics
 from tools.config import check_device
 from tools.video_io import IMAGE_SUFFIXES, VIDEO_SUFFIXES, from_uint8, natural_key, read_video
 
@@ -227,9 +231,11 @@ def build_parser() -> argparse.ArgumentParser:
                                 epilog="Protocol and the mapping to published protocols: docs/EVALUATION.md")
     p.add_argument("--real", required=True, help="folder of ground-truth videos")
     p.add_argument("--fake", required=True, help="folder of generated videos (same names)")
-    p.add_argument("--metrics", default=",".join(ALL_METRICS), help="comma-separated subset of %(default)s")
+    p.add_argument("--metrics", default=",".join(DEFAULT_METRICS),
+                   help=f"comma-separated subset of {','.join(ALL_METRICS)} (default: %(default)s)")
     p.add_argument("--i3d", default=None, help="i3d_torchscript.pt (default: $RSVP_I3D, else ~/.cache/rsvp/i3d_torchscript.pt)")
     p.add_argument("--lpips_net", default="alex", choices=["alex", "vgg"])
+    p.add_argument("--st_lpips_net", default="alex", choices=["alex", "vgg"], help="ST-LPIPS backbone")
     p.add_argument("--cond_frames", type=int, default=0,
                    help="observed frames at the start of each clip: not scored by PSNR/SSIM/LPIPS")
     p.add_argument("--fvd_observed", default="include", choices=["include", "exclude"],
@@ -268,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     protocol = EvalProtocol(cond_frames=args.cond_frames, fvd_include_observed=args.fvd_observed == "include",
-                            lpips_net=args.lpips_net, fvd_cov_ddof=args.fvd_ddof, kvd_seed=args.kvd_seed)
+                            lpips_net=args.lpips_net, st_lpips_net=args.st_lpips_net, fvd_cov_ddof=args.fvd_ddof,
+                            kvd_seed=args.kvd_seed)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # skips and notes are printed below

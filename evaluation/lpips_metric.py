@@ -167,7 +167,9 @@ def lpips_per_frame(model: torch.nn.Module, pred: torch.Tensor, target: torch.Te
                     chunk: int = 64) -> torch.Tensor:
     """LPIPS of every frame: ``[..., C, T, H, W]`` in ``[-1, 1]`` x2 -> ``[..., T]`` (float64).
 
-    Frames are scored at their own resolution (no resizing); one channel is repeated to RGB.
+    ``model`` is any ``model(x, y) -> [N, 1, 1, 1]`` distance: LPIPS, or ST-LPIPS
+    (:func:`evaluation.st_lpips.build_st_lpips`, scored the same way). Frames are scored at their
+    own resolution (no resizing); one channel is repeated to RGB.
     """
     from einops import rearrange
 

@@ -1,12 +1,12 @@
-"""Per-horizon curves (PSNR / SSIM / LPIPS against the predicted frame index) as a PNG."""
+"""Per-horizon curves (PSNR / SSIM / LPIPS / ST-LPIPS against the predicted frame index) as a PNG."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Mapping
 
-FRAME_METRIC_ORDER = ("psnr", "ssim", "lpips", "lpips_standin")
+FRAME_METRIC_ORDER = ("psnr", "ssim", "lpips", "lpips_standin", "st_lpips")
 Y_LABELS = {"psnr": "PSNR (dB) ↑", "ssim": "SSIM ↑", "lpips": "LPIPS ↓",
-            "lpips_standin": "LPIPS stand-in (not LPIPS)"}
+            "lpips_standin": "LPIPS stand-in (not LPIPS)", "st_lpips": "ST-LPIPS ↓ (not LPIPS)"}
 
 
 def plot_curves(runs: Mapping[str, dict], path: str | Path, title: str | None = None) -> Path | None:

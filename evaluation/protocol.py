@@ -5,10 +5,11 @@ Shapes: ground truth ``real`` is ``[B, C, T, H, W]`` in ``[-1, 1]``; model outpu
 ``T' = T`` (full clips: the first ``cond_frames`` frames are ignored) or ``T' = T - cond_frames``
 (predicted frames only).
 
-Frame metrics (PSNR, SSIM, LPIPS) score each predicted frame ``cond_frames .. T-1`` against the
-ground truth, average over those frames per (video, sample), then aggregate over samples:
-``mean`` (mean over the N samples, then over videos) and ``best_of_n`` (per video and per metric
-the best sample -- max PSNR/SSIM, min LPIPS -- then the mean over videos, as MCVD and ExtDM report).
+Frame metrics (PSNR, SSIM, LPIPS, ST-LPIPS) score each predicted frame ``cond_frames .. T-1``
+against the ground truth, average over those frames per (video, sample), then aggregate over
+samples: ``mean`` (mean over the N samples, then over videos) and ``best_of_n`` (per video and per
+metric the best sample -- max PSNR/SSIM, min LPIPS/ST-LPIPS -- then the mean over videos, as MCVD
+and ExtDM report).
 Per-horizon curves give the same two aggregations per predicted frame; for best-of-N the curve
 of the sample chosen by its video average is used.
 
@@ -34,9 +35,12 @@ import torch
 from evaluation.frame_metrics import mean_and_ci, psnr_per_frame, quantize_uint8, ssim_per_frame
 from evaluation.weights import MissingWeightsError
 
-ALL_METRICS = ("psnr", "ssim", "lpips", "fvd", "kvd")
-FRAME_METRICS = ("psnr", "ssim", "lpips")
-HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "lpips": False}
+ALL_METRICS = ("psnr", "ssim", "lpips", "st_lpips", "fvd", "kvd")
+# What runs when no metrics are named. st_lpips is asked for by name: it is not LPIPS (its values
+# are not comparable with published LPIPS), so it is never a silent replacement for it.
+DEFAULT_METRICS = ("psnr", "ssim", "lpips", "fvd", "kvd")
+FRAME_METRICS = ("psnr", "ssim", "lpips", "st_lpips")
+HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "lpips": False, "st_lpips": False}
 STANDIN_SUFFIX = "_standin"
 
 
@@ -48,6 +52,7 @@ class EvalProtocol:
     fvd_include_observed: bool = True  # FVD/KVD clips = observed + predicted (MCVD/ExtDM) or predicted only
     quantize_uint8: bool = True        # score the 8-bit videos a file would hold
     lpips_net: str = "alex"            # "alex" (video-prediction papers) or "vgg"
+    st_lpips_net: str = "alex"         # ST-LPIPS backbone: "alex" or "vgg"
     fvd_cov_ddof: int = 1              # 1: unbiased covariance (TF FVD, MCVD); 0: StyleGAN-V's 1/N
     kvd_num_subsets: int = 100
     kvd_subset_size: int = 1000
@@ -58,14 +63,16 @@ class EvalProtocol:
             raise ValueError("cond_frames must be >= 0")
         if self.lpips_net not in ("alex", "vgg"):
             raise ValueError(f"lpips_net must be 'alex' or 'vgg', got {self.lpips_net!r}")
+        if self.st_lpips_net not in ("alex", "vgg"):
+            raise ValueError(f"st_lpips_net must be 'alex' or 'vgg', got {self.st_lpips_net!r}")
         if self.fvd_cov_ddof not in (0, 1):
             raise ValueError("fvd_cov_ddof must be 0 or 1")
 
 
 def parse_metrics(metrics: str | Iterable[str] | None) -> list[str]:
-    """``"psnr,ssim"`` or an iterable -> validated list in canonical order; None -> all."""
+    """``"psnr,ssim"`` or an iterable -> validated list in canonical order; None -> the defaults."""
     if metrics is None:
-        return list(ALL_METRICS)
+        return list(DEFAULT_METRICS)
     names = [m.strip().lower() for m in (metrics.split(",") if isinstance(metrics, str) else metrics)]
     names = [m for m in names if m]
     unknown = sorted(set(names) - set(ALL_METRICS))
@@ -98,7 +105,8 @@ def _software() -> dict:
             return None
 
     return {"torch": torch.__version__, "torchvision": ver("torchvision"), "lpips": ver("lpips"),
-            "scipy": ver("scipy"), "numpy": np.__version__, "python": platform.python_version()}
+            "stlpips-pytorch": ver("stlpips-pytorch"), "scipy": ver("scipy"), "numpy": np.__version__,
+            "python": platform.python_version()}
 
 
 def _finite(x: float | None) -> float | None:
@@ -108,15 +116,16 @@ def _finite(x: float | None) -> float | None:
 class PredictionEvaluator:
     """Streams batches of videos through the metrics; :meth:`compute` gives the result dict.
 
-    ``lpips_model`` / ``i3d`` may be passed in (built once, reused); otherwise they are built from
-    local files on first need. With ``on_missing_weights="skip"`` a missing weight file removes
+    ``lpips_model`` / ``st_lpips_model`` / ``i3d`` may be passed in (built once, reused); otherwise
+    they are built from local files on first need. With ``on_missing_weights="skip"`` a missing weight file removes
     that metric and is recorded under ``skipped`` (with the message naming the file and where it
     goes); ``"raise"`` re-raises :class:`MissingWeightsError`.
     """
 
     def __init__(self, metrics: str | Iterable[str] | None = None, protocol: EvalProtocol | None = None, *,
                  device: str | torch.device | None = None, lpips_model: torch.nn.Module | None = None,
-                 i3d=None, i3d_path: str | None = None, on_missing_weights: str = "skip",
+                 st_lpips_model: torch.nn.Module | None = None, i3d=None, i3d_path: str | None = None,
+                 on_missing_weights: str = "skip",
                  keep_per_video: bool = False, lpips_chunk: int = 64, i3d_batch: int = 8) -> None:
         if on_missing_weights not in ("skip", "raise"):
             raise ValueError("on_missing_weights must be 'skip' or 'raise'")
@@ -129,6 +138,7 @@ class PredictionEvaluator:
         self.notes: list[str] = []
         self.active = list(self.requested)
         self.lpips_model = lpips_model
+        self.st_lpips_model = st_lpips_model
         self.i3d = i3d
         self._setup_models(i3d_path, i3d_batch, on_missing_weights)
         self._frame_values: dict[str, list[np.ndarray]] = {m: [] for m in FRAME_METRICS if m in self.active}
@@ -141,15 +151,18 @@ class PredictionEvaluator:
 
     # ------------------------------------------------------------------ setup
     def _setup_models(self, i3d_path, i3d_batch, on_missing) -> None:
-        if "lpips" in self.active and self.lpips_model is None:
-            from evaluation.lpips_metric import build_lpips
+        from evaluation.lpips_metric import build_lpips
+        from evaluation.st_lpips import build_st_lpips
 
-            try:
-                self.lpips_model = build_lpips(self.protocol.lpips_net, self.device)
-            except MissingWeightsError as err:
-                if on_missing == "raise":
-                    raise
-                self._skip(["lpips"], str(err))
+        for metric, build, net in (("lpips", build_lpips, self.protocol.lpips_net),
+                                   ("st_lpips", build_st_lpips, self.protocol.st_lpips_net)):
+            if metric in self.active and getattr(self, f"{metric}_model") is None:
+                try:
+                    setattr(self, f"{metric}_model", build(net, self.device))
+                except MissingWeightsError as err:
+                    if on_missing == "raise":
+                        raise
+                    self._skip([metric], str(err))
         if ("fvd" in self.active or "kvd" in self.active) and self.i3d is None:
             from evaluation.fvd import load_i3d
 
@@ -235,10 +248,11 @@ class PredictionEvaluator:
             self._frame_values["psnr"].append(psnr_per_frame(pred, target).cpu().numpy())
         if "ssim" in self.active:
             self._frame_values["ssim"].append(ssim_per_frame(pred, target).cpu().numpy())
-        if "lpips" in self.active:
-            from evaluation.lpips_metric import lpips_per_frame
+        for metric, model in (("lpips", self.lpips_model), ("st_lpips", self.st_lpips_model)):
+            if metric in self.active:
+                from evaluation.lpips_metric import lpips_per_frame
 
-            self._frame_values["lpips"].append(lpips_per_frame(self.lpips_model, pred, target, self.lpips_chunk).numpy())
+                self._frame_values[metric].append(lpips_per_frame(model, pred, target, self.lpips_chunk).numpy())
 
         if "fvd" in self.active or "kvd" in self.active:
             from einops import rearrange
@@ -329,7 +343,7 @@ class PredictionEvaluator:
                 "aggregations": {
                     "mean": "mean over the N samples of a video, then mean over videos",
                     "best_of_n": "per video and per metric the best of the N samples (PSNR/SSIM max, "
-                                 "LPIPS min) by its frame average, then mean over videos",
+                                 "LPIPS/ST-LPIPS min) by its frame average, then mean over videos",
                 },
                 "spread": "std = sample std over videos of the per-video value; ci95 = 1.96 std / sqrt(videos)",
                 "psnr": "10 log10(1/MSE) on [0,1] frames, MSE over C x H x W, floored at 1e-10 (100 dB cap)",
@@ -343,6 +357,16 @@ class PredictionEvaluator:
                     "backbone_file": getattr(self.lpips_model, "rsvp_backbone_file", None),
                     "standin": self.lpips_standin,
                     "label": getattr(self.lpips_model, "rsvp_label", "LPIPS"),
+                }
+            if "st_lpips" in self.active:
+                from evaluation.st_lpips import LABEL, package_version
+
+                record["frame_metrics"]["st_lpips"] = {
+                    "net": getattr(self.st_lpips_model, "rsvp_net", p.st_lpips_net),
+                    "package": f"stlpips-pytorch {package_version()} (weights only; our network code)",
+                    "input": "frames in [-1,1] at native resolution (no resize); 1 channel repeated to RGB",
+                    "weights_file": getattr(self.st_lpips_model, "rsvp_weights_file", None),
+                    "label": LABEL,
                 }
         if "fvd" in self.active or "kvd" in self.active:
             n_real = sum(x.shape[0] for x in self._feats_real)

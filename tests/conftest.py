@@ -68,6 +68,34 @@ def videos() -> SimpleNamespace:
                            synthetic=synthetic_frames)
 
 
+@pytest.fixture
+def no_network(monkeypatch):
+    """Fail loudly if anything tries to fetch weights (or open any connection)."""
+    import socket
+    import urllib.request
+
+    import torch.hub
+    import torch.utils.model_zoo
+    import torchvision.models._api as tv_api
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a download was attempted")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
+    monkeypatch.setattr(torch.utils.model_zoo, "load_url", refuse)
+    monkeypatch.setattr(tv_api, "load_state_dict_from_url", refuse)
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
+@pytest.fixture
+def empty_torch_home(tmp_path, monkeypatch):
+    """An empty TORCH_HOME: no torchvision trunk files (LPIPS weights absent)."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    return tmp_path / "torch_home"
+
+
 @pytest.fixture(scope="session")
 def first_stage_run(tmp_path_factory):
     """A tiny first-stage run (4 steps), shared by the first- and second-stage tests."""

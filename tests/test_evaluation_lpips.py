@@ -13,24 +13,7 @@ from evaluation.lpips_metric import (
 from evaluation.weights import MissingWeightsError
 
 
-@pytest.fixture
-def no_network(monkeypatch):
-    """Fail loudly if anything tries to fetch weights."""
-    import torch.hub
-    import torchvision.models._api as tv_api
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("a download was attempted")
-
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
-    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
-    monkeypatch.setattr(tv_api, "load_state_dict_from_url", refuse)
-
-
-@pytest.fixture
-def empty_torch_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
-    return tmp_path / "torch_home"
+# no_network and empty_torch_home: tests/conftest.py
 
 
 @pytest.fixture(scope="module")
