@@ -156,7 +156,7 @@ class FirstStageTask(TrainTask):
             if self.perceptual is not None:
                 p_loss = self.perceptual(recon, video)
                 rec = rec + self.mcfg.perceptual.weight * p_loss
-                logs["lpips"] = p_loss.detach()
+                logs[self.perceptual.name] = p_loss.detach()  # lpips or st_lpips: never one labelled as the other
             loss = rec + out["quant_loss"]
             if gan_on:
                 # Raw (not DDP-wrapped) discriminators: this pass only feeds the generator's gradient.
