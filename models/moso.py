@@ -267,21 +267,28 @@ class MergeDecoder(nn.Module):
     def _content(self, name: str, code: torch.Tensor) -> torch.Tensor:
         return self.to_content[name](self.from_code[name](code))
 
-    def warp_image(self, image: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
-        """``image`` ``[B, C, h, w]`` at the merge resolution moved by the warp of ``motion`` codes: ``[B, C, T, h, w]``.
+    def move_image(self, image: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """``image`` ``[B, C, h, w]`` at the merge resolution moved by the warp ``weights`` of
+        :meth:`frames_and_weights`: ``[B, C, T, h, w]``.
 
         Training compares the moved anchor frame with each frame (``model.warp_l1_weight``): a
         direct, strong signal that teaches the motion codes the warp before the decoder can read them.
         """
-        b = motion.shape[0]
-        motion_f = self._content("motion", rearrange(motion, "b d t h w -> (b t) d h w"))
-        return rearrange(self.warp(image, motion_f), "(b t) c h w -> b c t h w", b=b)
+        return rearrange(self.warp.move(image, weights), "(b t) c h w -> b c t h w", b=image.shape[0])
 
     def forward(self, scene: torch.Tensor, obj: torch.Tensor, motion: torch.Tensor,
                 force_gate: Optional[float] = None, anchor: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """``anchor`` ``[B, 3, H, W]``: the frame the motion is measured from (``pixel_warp`` only).
+        return self.frames_and_weights(scene, obj, motion, force_gate, anchor)[0]
+
+    def frames_and_weights(self, scene: torch.Tensor, obj: torch.Tensor, motion: torch.Tensor,
+                           force_gate: Optional[float] = None,
+                           anchor: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Frames ``[B, 3, T, H, W]`` and the warp's offset weights (None without ``merge: warp``).
+
+        ``anchor`` ``[B, 3, H, W]``: the frame the motion is measured from (``pixel_warp`` only).
         With ``force_gate`` (scene-only / objects-only diagnostics) the moved pixels are left out."""
         b, _, t = motion.shape[:3]
+        weights = None
         scene_f = self._content("scene", scene[:, :, 0])
         object_f = self._content("object", obj[:, :, 0])
         motion_f = self._content("motion", rearrange(motion, "b d t h w -> (b t) d h w"))
@@ -303,7 +310,7 @@ class MergeDecoder(nn.Module):
             moved = self.fine.move(moved, fine, border="replicate")
             keep = torch.sigmoid(self.to_keep(hidden))
             frames = keep * moved + (1 - keep) * frames
-        return rearrange(frames, "(b t) c h w -> b c t h w", b=b)
+        return rearrange(frames, "(b t) c h w -> b c t h w", b=b), weights
 
 
 COMPONENTS = ("scene", "object", "motion")
@@ -409,6 +416,11 @@ class MosoVQVAE(nn.Module):
         ``anchor``: the frame before the clip, needed when ``decodes_from_anchor``."""
         return self.decoder(codes["scene"], codes["object"], codes["motion"], force_gate, anchor)
 
+    def decode_with_warp(self, codes: dict[str, torch.Tensor], anchor: torch.Tensor
+                         ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """:meth:`decode` and the warp's offset weights, computed once (training reads both)."""
+        return self.decoder.frames_and_weights(codes["scene"], codes["object"], codes["motion"], None, anchor)
+
     def codes_from_indices(self, indices: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         codes = {}
         for k, ids in indices.items():
@@ -432,8 +444,9 @@ class MosoVQVAE(nn.Module):
         merge resolution), which only the training loss reads."""
         encoded = self.encode(video, step, anchor)
         anchor = video[:, :, 0] if anchor is None else anchor
-        out = {"recon": self.decode(encoded["codes"], anchor=anchor), **encoded}
-        if self.training and self.decoder.warp is not None:
-            out["warped_anchor"] = self.decoder.warp_image(self.merge_resolution(anchor), encoded["codes"]["motion"])
+        recon, weights = self.decode_with_warp(encoded["codes"], anchor)
+        out = {"recon": recon, **encoded}
+        if self.training and weights is not None:
+            out["warped_anchor"] = self.decoder.move_image(self.merge_resolution(anchor), weights)
             out["frames_small"] = self.merge_resolution(video)
         return out

@@ -58,13 +58,13 @@ def probe(config: str, overrides: list[str], steps: int) -> dict[str, float]:
         anchor = video[:, :, 0] if anchor is None else anchor
         latents = model.encode_continuous(video, step, anchor)
         codes, _, quant_loss = model.quantize(latents)
-        recon = model.decode(codes, anchor=anchor)
+        recon, weights = model.decode_with_warp(codes, anchor)
         l1 = (recon - video).abs().mean()
         loss = float(cfg.model.l1_weight) * l1 + quant_loss
         if cfg.model.temporal_l1_weight > 0:
             loss = loss + cfg.model.temporal_l1_weight * (recon.diff(dim=2) - video.diff(dim=2)).abs().mean()
-        if cfg.model.warp_l1_weight > 0 and model.decoder.warp is not None:
-            moved = model.decoder.warp_image(model.merge_resolution(anchor), codes["motion"])
+        if cfg.model.warp_l1_weight > 0 and weights is not None:
+            moved = model.decoder.move_image(model.merge_resolution(anchor), weights)
             loss = loss + cfg.model.warp_l1_weight * (moved - model.merge_resolution(video)).abs().mean()
         optimizer.zero_grad()
         loss.backward()
