@@ -46,17 +46,17 @@ def encode_future(first_stage: MosoVQVAE, future: torch.Tensor, observed: torch.
     return first_stage.encode(future, anchor=anchor)
 
 
-class SemanticLatentSpace(nn.Module):
-    """Frozen first stage + scale factor: observed frames -> condition, future frames -> target."""
+class ScaledLatentSpace(nn.Module):
+    """A frozen first stage and the scale factor that gives its latents unit standard deviation
+    (measured on training data, stored with the second stage's checkpoint)."""
 
-    def __init__(self, first_stage: MosoVQVAE, scale: Optional[float] = None, snap_to_codebook: bool = False) -> None:
+    def __init__(self, first_stage: nn.Module, scale: Optional[float] = None) -> None:
         super().__init__()
         self.first_stage = first_stage.eval().requires_grad_(False)
         self.frames = first_stage.frames
-        self.snap_to_codebook = snap_to_codebook
         self.register_buffer("scale", torch.tensor(float("nan") if scale is None else float(scale)))
 
-    def train(self, mode: bool = True) -> "SemanticLatentSpace":
+    def train(self, mode: bool = True) -> "ScaledLatentSpace":
         super().train(mode)
         self.first_stage.eval()  # frozen: never update its codebook or leave eval mode
         return self
@@ -71,6 +71,20 @@ class SemanticLatentSpace(nn.Module):
         return self.scale
 
     @torch.no_grad()
+    def fit_scale_to_codes(self, codes: list[torch.Tensor]) -> float:
+        """Set the scale to the standard deviation of the values of unscaled ``codes``; returns it."""
+        self.scale.fill_(float(torch.cat([v.flatten() for v in codes]).double().std()))
+        return float(self.scale)
+
+
+class SemanticLatentSpace(ScaledLatentSpace):
+    """Frozen first stage + scale factor: observed frames -> condition, future frames -> target."""
+
+    def __init__(self, first_stage: MosoVQVAE, scale: Optional[float] = None, snap_to_codebook: bool = False) -> None:
+        super().__init__(first_stage, scale)
+        self.snap_to_codebook = snap_to_codebook
+
+    @torch.no_grad()
     def codes(self, clip: torch.Tensor) -> dict[str, torch.Tensor]:
         """Unscaled quantized code vectors of a ``T``-frame clip (eval-mode first stage)."""
         return self.first_stage.encode(clip)["codes"]
@@ -79,12 +93,6 @@ class SemanticLatentSpace(nn.Module):
     def fit_scale(self, clips: list[torch.Tensor]) -> float:
         """Set the scale to the standard deviation of all code values of ``clips``; returns it."""
         return self.fit_scale_to_codes([v for clip in clips for v in self.codes(clip).values()])
-
-    @torch.no_grad()
-    def fit_scale_to_codes(self, codes: list[torch.Tensor]) -> float:
-        """Set the scale to the standard deviation of the values of unscaled ``codes``; returns it."""
-        self.scale.fill_(float(torch.cat([v.flatten() for v in codes]).double().std()))
-        return float(self.scale)
 
     @torch.no_grad()
     def condition(self, observed: torch.Tensor) -> dict[str, torch.Tensor]:

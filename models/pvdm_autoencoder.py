@@ -284,12 +284,13 @@ class ConvHead(nn.Module):
 
 # ----------------------------------------------------------------------------- the autoencoder
 class PVDMAutoencoder(nn.Module):
-    """``encode(video) -> latent [B, E, N]``, ``decode(latent) -> video``; see the module docstring."""
+    """``encode_latent(video) -> latent [B, E, N]``, ``decode(latent) -> video``; see the module docstring."""
 
     def __init__(self, cfg: PVDMAutoencoderConfig | Mapping[str, Any] | None = None) -> None:
         super().__init__()
         cfg = coerce_config(cfg if cfg is not None else PVDMAutoencoderConfig(), PVDMAutoencoderConfig)
         self.cfg = cfg
+        self.frames, self.resolution = cfg.frames, cfg.resolution  # models.interface.FirstStage
         self.layout = layout = cfg.layout
         c, mlp_dim = cfg.dim, int(cfg.dim * cfg.mlp_ratio)
         stem, head = (PatchStem, PatchHead) if cfg.stem == "patch" else (ConvStem, ConvHead)
@@ -344,9 +345,13 @@ class PVDMAutoencoder(nn.Module):
         return (repeat(hw, "b c h w -> b c s h w", s=s) + repeat(tw, "b c s w -> b c s h w", h=h)
                 + repeat(th, "b c s h -> b c s h w", w=w))
 
-    def encode(self, video: torch.Tensor) -> torch.Tensor:
+    def encode_latent(self, video: torch.Tensor) -> torch.Tensor:
         """Clip ``[B, 3, T, H, W]`` in [-1, 1] -> latent ``[B, E, N]`` (layout: :class:`PlaneLayout`)."""
         return self.layout.merge(self.project(self.features(video)))
+
+    def encode(self, video: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``{"codes": latent}`` (:class:`models.interface.FirstStage`); see :meth:`encode_latent`."""
+        return {"codes": self.encode_latent(video)}
 
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
         """Latent ``[B, E, N]`` -> clip ``[B, 3, T, H, W]`` in [-1, 1]."""
@@ -358,7 +363,7 @@ class PVDMAutoencoder(nn.Module):
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         """The reconstruction of ``video``."""
-        return self.decode(self.encode(video))
+        return self.decode(self.encode_latent(video))
 
 
 def split_latent(latent: torch.Tensor, layout: PlaneLayout) -> dict[str, torch.Tensor]:

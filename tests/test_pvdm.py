@@ -12,6 +12,7 @@ from models.pvdm_autoencoder import PLANES, PlaneLayout, PVDMAutoencoder, PVDMAu
 from models.unets.pvdm_unet import (PVDMObjectiveConfig, PVDMUNet, PVDMUNetConfig, pvdm_guided_eps,
                                     pvdm_training_loss)
 from models.unets.trunk import check_spatial_ladder, level_widths
+from tools.registry import experiment_config
 # one_thread: tiny nets run faster on one thread; randomized: zero-initialised layers get random values
 from tests.test_unets import one_thread, randomized  # noqa: F401  (one_thread: an autouse fixture)
 
@@ -50,7 +51,7 @@ def test_encode_decode_shapes_and_range(stem):
     assert ae.layout == PlaneLayout(8, 4, 6)
     x = video(2, 8, 32, 48)
     with torch.no_grad():
-        z = ae.encode(x)
+        z = ae.encode_latent(x)
         out = ae.decode(z)
     assert z.shape == (2, 4, 4 * 6 + 8 * 6 + 8 * 4) and ae.latent_shape == tuple(z.shape[1:])
     assert {k: tuple(v.shape) for k, v in split_latent(z, ae.layout).items()} == {
@@ -62,7 +63,7 @@ def test_encode_decode_shapes_and_range(stem):
 def test_16_frames_at_64_shapes():
     ae = autoencoder(frames=16, resolution=64, patch_size=8, stem="conv")
     with torch.no_grad():
-        z = ae.encode(video(1, 16, 64, 64))
+        z = ae.encode_latent(video(1, 16, 64, 64))
         assert z.shape == (1, 4, 8 * 8 + 16 * 8 + 16 * 8)
         assert ae.decode(z).shape == (1, 3, 16, 64, 64)
 
@@ -130,7 +131,7 @@ def test_autoencoder_config_errors():
     with pytest.raises(ValueError, match="unknown PVDMAutoencoderConfig field"):
         PVDMAutoencoder({"frames": 8, "patchsize": 4})
     with pytest.raises(ValueError, match=r"video must be \[B, 3, 8, 32, 48\]"):
-        autoencoder(**ODD).encode(video(1, 8, 32, 32))
+        autoencoder(**ODD).encode_latent(video(1, 8, 32, 32))
 
 
 # ----------------------------------------------------------------------------- denoiser
@@ -213,32 +214,25 @@ def test_unet_rejects_planes_it_cannot_halve():
 
 
 # ----------------------------------------------------------------------------- configs
-def load(path: Path):
-    cfg = OmegaConf.load(path)
-    base = cfg.pop("base", None)
-    return OmegaConf.merge(load(path.parent / base), cfg) if base else cfg
-
-
 @pytest.mark.parametrize("name", ["pvdm_shapes32", "pvdm_shapes64", "pvdm_ucf101_256", "pvdm_sky256"])
 def test_configs_build_the_dataclasses(name):
     """Each first-stage config's `model.pvdm` is a valid PVDMAutoencoderConfig for its data; a
     second-stage config of the same name fits a U-Net ladder onto those planes."""
-    first = OmegaConf.to_container(load(ROOT / "configs/pvdm" / f"first_stage_{name}.yaml"), resolve=True)
+    first = OmegaConf.to_container(experiment_config("first_stage", ROOT / "configs/first_stage" / f"{name}.yaml"),
+                                   resolve=True)
     ae_cfg = PVDMAutoencoderConfig(**first["model"]["pvdm"])
     assert (ae_cfg.frames, ae_cfg.resolution) == (first["data"]["frames"], first["data"]["resolution"])
-    second_path = ROOT / "configs/pvdm" / f"ddpm_{name}.yaml"
-    if second_path.exists():
-        second = OmegaConf.to_container(load(second_path), resolve=True)
-        unet_cfg, objective = PVDMUNetConfig(**second["model"]["unet"]), PVDMObjectiveConfig(**second["model"]["pvdm"])
-        assert second["data"]["frames"] == second["model"]["cond_frames"] + ae_cfg.frames
-        assert second["model"]["diffusion"]["guidance"] == 1 + objective.w
-        for plane, (a, b) in ae_cfg.layout.shapes.items():
-            check_spatial_ladder(plane, a, b, len(level_widths(unet_cfg)))
+    second = OmegaConf.to_container(experiment_config("ddpm", ROOT / "configs/ddpm" / f"{name}.yaml"), resolve=True)
+    unet_cfg, objective = PVDMUNetConfig(**second["model"]["unet"]), PVDMObjectiveConfig(**second["model"]["pvdm"])
+    assert second["data"]["frames"] == second["model"]["cond_frames"] + ae_cfg.frames
+    assert second["model"]["diffusion"]["guidance"] == 1 + objective.w
+    for plane, (a, b) in ae_cfg.layout.shapes.items():
+        check_spatial_ladder(plane, a, b, len(level_widths(unet_cfg)))
     if name == "pvdm_shapes32":  # small enough to build and run here
         ae = PVDMAutoencoder(ae_cfg).eval()
         net = PVDMUNet(unet_cfg, ae_cfg.embed_dim, ae.layout).eval()
         with torch.no_grad():
-            z = ae.encode(video(1, ae_cfg.frames, ae_cfg.resolution, ae_cfg.resolution))
+            z = ae.encode_latent(video(1, ae_cfg.frames, ae_cfg.resolution, ae_cfg.resolution))
             assert net(z, 10, z).shape == z.shape and ae.decode(z).shape == (1, 3, 8, 32, 32)
 
 

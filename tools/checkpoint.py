@@ -240,3 +240,10 @@ def load_net_state(path_or_state: str | Path | dict[str, Any], name: str = "mode
         raise CheckpointError(f"{where} has no EMA weights for '{name}' (EMA was kept for: "
                               f"{', '.join(sorted(emas)) or 'none'}); pass ema=False for the raw weights")
     return nets[name]
+
+
+def with_trained_weights(model: torch.nn.Module, state: dict[str, Any], name: str = "model") -> torch.nn.Module:
+    """``model`` (built from the checkpoint's config) with network ``name``'s weights from ``state``
+    (EMA when present), in eval mode: a frozen stage read back for later stages."""
+    model.load_state_dict(load_net_state(state, name))
+    return model.eval()

@@ -62,7 +62,7 @@ def load_first_stage(path: str | Path, map_location: str | torch.device = "cpu")
     """The first stage in a checkpoint of any experiment that trains one (EMA weights when present)."""
     state = load_checkpoint(path, map_location, exps=_experiments_with("first_stage"))
     config = OmegaConf.create(state["config"])
-    entry = get_experiment(str(config.exp)).first_stage
+    entry = get_experiment(str(config.exp)).for_config(config).first_stage
     return TrainedFirstStage(entry.build(config, state), config, state, entry)
 
 
@@ -76,5 +76,6 @@ def load_predictor(path: str | Path, device: torch.device, raw_weights: bool = F
     (``raw_weights``: the raw ones). The checkpoint is read once."""
     state = load_checkpoint(path, exps=_experiments_with("load_predictor"))
     config = OmegaConf.create(state["config"])
-    predictor = get_experiment(str(config.exp)).load_predictor(state, device, raw_weights=raw_weights)
+    predictor = get_experiment(str(config.exp)).for_config(config).load_predictor(state, device,
+                                                                                  raw_weights=raw_weights)
     return TrainedPredictor(predictor, config)

@@ -8,9 +8,12 @@ particular one.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
+
+from omegaconf import OmegaConf
 
 from tools.config import ConfigError, RunConfig, build_config, check_values, raw_config
 
@@ -60,19 +63,103 @@ class Experiment:
     # :class:`models.interface.Predictor` of a checkpoint of this experiment (its path or its
     # loaded contents); None for experiments that predict nothing.
     load_predictor: Optional[Callable[..., Any]] = None
+    # For a ``--exp`` name that several methods share (:func:`shared_experiment`): the method's own
+    # Experiment for a config (a YAML file's, a run's or a checkpoint's). None: a single method.
+    method_for: Optional[Callable[["DictConfig"], "Experiment"]] = None
+
+    def for_config(self, cfg: "DictConfig") -> "Experiment":
+        """The Experiment that handles ``cfg``: this one, or the method ``cfg`` names."""
+        return self if self.method_for is None else self.method_for(cfg)
+
+
+def shared_experiment(name: str, method_key: str, method_of: Callable[["DictConfig"], Optional[str]],
+                      methods: dict[str, Experiment]) -> Experiment:
+    """One ``--exp name`` for several methods (e.g. ``first_stage`` for MOSO and PVDM autoencoders).
+
+    Each config says which method it is (``method_of(cfg)``, read from ``method_key``, e.g.
+    ``model.arch``); that method's Experiment (named ``name`` too, so its checkpoints record
+    ``exp: name``) runs it, checks it against its own ``model`` schema and loads its checkpoints.
+    The first method is the default (``method_of`` None: a config that does not name one)."""
+    for method in methods.values():
+        if method.name != name:
+            raise ValueError(f"method experiment '{method.name}' must be named '{name}'")
+
+    def pick(cfg: "DictConfig") -> Experiment:
+        method = method_of(cfg) or next(iter(methods))
+        if method not in methods:
+            raise ConfigError(f"{method_key}: unknown method '{method}' for --exp {name}; "
+                              f"available: {', '.join(methods)}")
+        return methods[method]
+
+    def prepare(cfg: "DictConfig") -> None:
+        chosen = pick(cfg)
+        if chosen.prepare_config is not None:
+            chosen.prepare_config(cfg)
+
+    def schema(raw: "DictConfig") -> Any:
+        chosen = pick(raw)
+        return chosen.model_schema() if chosen.select_model_schema is None else chosen.select_model_schema(raw)
+
+    def predictor_of(checkpoint: Any, device: Any = "cpu", raw_weights: bool = False) -> Any:
+        if not isinstance(checkpoint, dict):  # a path: read once, then handed to the method
+            from tools.checkpoint import load_checkpoint
+
+            checkpoint = load_checkpoint(checkpoint, exps=(name,))
+        return pick(OmegaConf.create(checkpoint["config"])).load_predictor(checkpoint, device, raw_weights=raw_weights)
+
+    def first_stage_of(run_cfg: "DictConfig", state: dict) -> "FirstStage":
+        return pick(run_cfg).first_stage.build(run_cfg, state)
+
+    default = next(iter(methods.values()))
+    has_first_stage = any(m.first_stage is not None for m in methods.values())
+    has_predictor = any(m.load_predictor is not None for m in methods.values())
+    return Experiment(
+        name=name, model_schema=default.model_schema, default_config=default.default_config,
+        run=lambda cfg, run_dir, resume: pick(cfg).run(cfg, run_dir=run_dir, resume=resume),
+        build_task=lambda cfg, device: pick(cfg).build_task(cfg, device),
+        prepare_config=prepare, select_model_schema=schema,
+        description="; or ".join(m.description for m in methods.values()),
+        first_stage=FirstStageEntry(build=first_stage_of) if has_first_stage else None,
+        load_predictor=predictor_of if has_predictor else None,
+        method_for=pick)
 
 
 EXPERIMENTS: dict[str, Experiment] = {}
 
 
-def builtin_experiments() -> list[Experiment]:
+@functools.cache
+def builtin_experiments() -> tuple[Experiment, ...]:
     """The shipped experiments; a new method adds its module's experiments here.
 
     Imported on first use (each experiment module imports this one, and importing the registry
-    should not pay for every model)."""
-    from tools.experiments import ddpm, extract, first_stage
+    should not pay for every model); built once, so each name keeps one Experiment."""
+    from tools.experiments import ddpm, extract, first_stage, pvdm
 
-    return [first_stage.FIRST_STAGE, first_stage.GAN, extract.EXTRACT, ddpm.DDPM]
+    return (
+        shared_experiment("first_stage", "model.arch", first_stage_arch,
+                          {"moso": first_stage.FIRST_STAGE, "pvdm": pvdm.PVDM_FIRST_STAGE}),
+        first_stage.GAN, extract.EXTRACT,
+        shared_experiment("ddpm", "model.net", denoiser_method, {"rsvp": ddpm.DDPM, "pvdm": pvdm.PVDM_DDPM}),
+    )
+
+
+def first_stage_arch(cfg: "DictConfig") -> Optional[str]:
+    """The first-stage method a config names: ``model.arch`` (None in configs and checkpoints without it)."""
+    arch = OmegaConf.select(cfg, "model.arch", default=None)
+    return None if arch is None else str(arch)
+
+
+def denoiser_method(cfg: "DictConfig") -> Optional[str]:
+    """The second-stage method of a config: the ``method`` its denoiser (``model.net``) names, if any."""
+    from models import get_model_class
+
+    net = OmegaConf.select(cfg, "model.net", default=None)
+    if net is None:
+        return None
+    try:
+        return getattr(get_model_class(str(net)), "method", None)
+    except KeyError as err:
+        raise ConfigError(f"model.net: {err.args[0]}") from None
 
 
 def register_experiment(experiment: Experiment) -> Experiment:

@@ -10,7 +10,10 @@ All variants share one interface, ``forward(x_t, t, cond, cond_mask=None) -> Ten
 - ``rsvp_m`` :class:`RSVPMUNet` -- masked 2T-frame 3D U-Net with cross-attention to scene/object
   (:mod:`models.unets.rsvp_m`).
 
-Importing this package registers the three names in :mod:`models`' registry.
+``pvdm_unet`` :class:`PVDMUNet` is the PVDM baseline's denoiser over its autoencoder's three latent
+planes (:mod:`models.unets.pvdm_unet`; its own constructor and ``forward(x_t, t, cond, cond_mask)``;
+registered when :func:`models.import_model_modules` imports it).
+Importing this package registers the three RSVP names in :mod:`models`' registry.
 """
 from models.unets.config import RSVPMConfig, RSVPS1Config, RSVPS2Config, UNetConfig, coerce_config
 from models.unets.rsvp_m import RSVPMUNet

@@ -28,6 +28,7 @@ from einops import rearrange
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from models import register_model
 from models.diffusion.guidance import GuidedDenoiser
 from models.pvdm_autoencoder import PLANES, PlaneLayout, SelfAttention
 from models.unets.common import keep_where
@@ -153,8 +154,13 @@ class PlaneResample(nn.Module):
         return {name: self.op(x) for name, x in planes.items()}
 
 
+@register_model("pvdm_unet")
 class PVDMUNet(nn.Module):
     """``forward(x_t, t, cond=None, cond_mask=None) -> [B, E, N]`` over latents of ``layout``."""
+
+    config_class = PVDMUNetConfig
+    # The second-stage method a config with ``model.net: pvdm_unet`` runs (tools/experiments/pvdm.py).
+    method = "pvdm"
 
     def __init__(self, cfg: PVDMUNetConfig | Mapping[str, Any] | None, latent_channels: int,
                  layout: PlaneLayout) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -24,15 +24,16 @@ from evaluation.protocol import copy_last_frame_baseline
 from evaluation.weights import sha256_file
 from models import build_model, get_model_class
 from models.diffusion import DiffusionConfig, build_diffusion
-from models.interface import pseudo_clip
-from models.latent_space import SemanticLatentSpace
+from models.interface import Predictor, pseudo_clip
+from models.latent_space import ScaledLatentSpace, SemanticLatentSpace
+from models.moso import MosoVQVAE
 from models.rsvp_predictor import RSVPPredictor
 from models.unets.config import RSVPS2Config
 from tools.checkpoint import load_checkpoint, load_net_state
 from tools.config import ConfigError
 from tools.datasets import build_dataset
 from tools.experiments.common import held_out_batch, run_training
-from tools.pretrained import find_first_stage, load_first_stage
+from tools.pretrained import TrainedFirstStage, find_first_stage, load_first_stage
 from tools.registry import Experiment
 from tools.tokens import TokenDataset, read_meta
 from tools.trainer import StepContext, TrainTask, build_optimizer
@@ -84,14 +85,25 @@ def prepare_config(cfg: DictConfig) -> None:
     cfg.data.frames = int(cfg.model.cond_frames) + int(source.frames)
 
 
-def load_latent_space(cfg: DictConfig, scale: Optional[float] = None) -> SemanticLatentSpace:
+def trained_first_stage(cfg: DictConfig, kind: type, method: str) -> TrainedFirstStage:
+    """The first stage ``cfg`` builds on, checked: a ``kind`` model (the one ``method`` diffuses
+    the latents of) made for clips of ``data.resolution`` and ``data.frames - model.cond_frames``."""
     path = find_first_stage(cfg)
     trained = load_first_stage(path)
+    if not isinstance(trained.model, kind):
+        arch = OmegaConf.select(trained.config, "model.arch", default="moso")
+        raise ConfigError(f"model.net {cfg.model.net} ({method}) needs a {kind.__name__} first stage; {path} holds "
+                          f"a '{arch}' one (train one with model.arch matching, or pick a model.net for it)")
     first_stage, run_cfg = trained.model, trained.config
     if (run_cfg.data.resolution, int(cfg.model.cond_frames) + first_stage.frames) != (
             cfg.data.resolution, cfg.data.frames):
         raise ConfigError(f"data.resolution/data.frames ({cfg.data.resolution}, {cfg.data.frames}) do not fit the "
                           f"first stage {path} ({run_cfg.data.resolution}, cond_frames + {first_stage.frames})")
+    return trained
+
+
+def load_latent_space(cfg: DictConfig, scale: Optional[float] = None) -> SemanticLatentSpace:
+    first_stage = trained_first_stage(cfg, MosoVQVAE, "RSVP").model
     return SemanticLatentSpace(first_stage, scale=scale, snap_to_codebook=bool(cfg.model.snap_to_codebook))
 
 
@@ -100,15 +112,17 @@ def build_denoiser(cfg: DictConfig, space: SemanticLatentSpace) -> nn.Module:
                        latent_shapes=space.first_stage.latent_shapes())
 
 
-class DDPMTask(TrainTask):
-    """Diffusion loss on the future motion codes; samples show observed | truth | prediction."""
+class LatentDiffusionTask(TrainTask):
+    """A denoiser ``net`` trained by a diffusion on the latents of a frozen first stage (``space``),
+    predicting the next ``T`` frames from ``K = model.cond_frames`` observed ones. A method supplies
+    the net, ``example`` (condition and x0 of a batch), ``loss`` and ``predictor``; samples show
+    observed | truth | prediction with PSNR beside copy-last-frame's."""
 
     ema_nets = ("model",)
 
-    def __init__(self, cfg: DictConfig, space: SemanticLatentSpace) -> None:
-        self.cfg, self.space = cfg, space
+    def __init__(self, cfg: DictConfig, space: ScaledLatentSpace, net: nn.Module) -> None:
+        self.cfg, self.space, self.net = cfg, space, net
         self.cond_frames = int(cfg.model.cond_frames)
-        self.net = build_denoiser(cfg, space)
         self.diffusion = build_diffusion(cfg.model.diffusion)
 
     def networks(self) -> dict[str, nn.Module]:
@@ -134,24 +148,24 @@ class DDPMTask(TrainTask):
             raise ValueError(f"clips have {video.shape[2]} frames; the second stage needs {k} observed + {t} future")
         return video[:, :, :k], video[:, :, k:k + t]
 
-    def example(self, batch: dict) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """(condition, x0) of a batch of clips or of stored token pairs."""
-        if "video" in batch:
-            observed, future = self.split(batch["video"])
-            return self.space.condition(observed), self.space.target(future, observed)
-        cond = self.space.from_indices({k: batch[f"cond_{k}"] for k in ("scene", "object", "motion")})
-        return cond, self.space.from_indices({"motion": batch["future_motion"]})["motion"]
+    def example(self, batch: dict) -> tuple[Any, torch.Tensor]:
+        """(condition, x0) of a batch."""
+        raise NotImplementedError
+
+    def loss(self, net: nn.Module, x0: torch.Tensor, cond: Any) -> dict[str, torch.Tensor]:
+        """The method's diffusion loss (``loss`` with graph, other entries logged)."""
+        raise NotImplementedError
+
+    def predictor(self, net: nn.Module) -> Predictor:
+        """This task's method with denoiser ``net`` (e.g. the EMA copy) as a Predictor."""
+        raise NotImplementedError
 
     def training_step(self, batch: dict, step: int, ctx: StepContext) -> dict[str, torch.Tensor]:
         cond, x0 = self.example(batch)
         with ctx.autocast():
-            out = self.diffusion.training_loss(ctx.nets["model"], x0, cond)
+            out = self.loss(ctx.nets["model"], x0, cond)
         ctx.step(out["loss"], "model")
-        return {"loss": out["loss"].detach()}
-
-    def predictor(self, net: nn.Module) -> RSVPPredictor:
-        """This task's method with denoiser ``net`` (e.g. the EMA copy) as a Predictor."""
-        return RSVPPredictor(self.space, self.diffusion, net, self.cond_frames)
+        return {name: value.detach() for name, value in out.items() if name.startswith("loss") and value.dim() == 0}
 
     def predict(self, net: nn.Module, observed: torch.Tensor, generator: torch.Generator,
                 **sample_options: Any) -> torch.Tensor:
@@ -171,7 +185,30 @@ class DDPMTask(TrainTask):
         }
 
 
-def fit_scale(space: SemanticLatentSpace, cfg: DictConfig, train) -> float:
+class DDPMTask(LatentDiffusionTask):
+    """RSVP: diffusion loss on the future motion codes, conditioned on the observed scene/object/motion."""
+
+    space: SemanticLatentSpace
+
+    def __init__(self, cfg: DictConfig, space: SemanticLatentSpace) -> None:
+        super().__init__(cfg, space, build_denoiser(cfg, space))
+
+    def example(self, batch: dict) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """(condition, x0) of a batch of clips or of stored token pairs."""
+        if "video" in batch:
+            observed, future = self.split(batch["video"])
+            return self.space.condition(observed), self.space.target(future, observed)
+        cond = self.space.from_indices({k: batch[f"cond_{k}"] for k in ("scene", "object", "motion")})
+        return cond, self.space.from_indices({"motion": batch["future_motion"]})["motion"]
+
+    def loss(self, net: nn.Module, x0: torch.Tensor, cond: Any) -> dict[str, torch.Tensor]:
+        return self.diffusion.training_loss(net, x0, cond)
+
+    def predictor(self, net: nn.Module) -> RSVPPredictor:
+        return RSVPPredictor(self.space, self.diffusion, net, self.cond_frames)
+
+
+def fit_scale(space: ScaledLatentSpace, cfg: DictConfig, train) -> float:
     """The latent scale factor from ``model.scale_clips`` training clips (their future halves)."""
     n = min(len(train), int(cfg.model.scale_clips))
     k = int(cfg.model.cond_frames)
@@ -200,29 +237,43 @@ def token_dataset(cfg: DictConfig) -> TokenDataset:
     return train
 
 
-def run_ddpm(cfg: DictConfig, run_dir: Path, resume: bool) -> int:
-    """``main.py --exp ddpm`` (clips encoded on the fly) and ``train.py`` (``model.tokens`` set)."""
-    space = load_latent_space(cfg)
-    train = token_dataset(cfg) if cfg.model.tokens else build_dataset(cfg.data, "train", cfg.seed)
+def run_latent_diffusion(cfg: DictConfig, run_dir: Path, resume: bool, space: ScaledLatentSpace,
+                         make_task: Callable[[DictConfig, Any], LatentDiffusionTask]) -> int:
+    """Train a latent diffusion task: the latent scale measured on training clips (a fresh run),
+    then the shared Trainer. ``model.tokens`` set: train from a token folder (``train.py``)."""
+    train = token_dataset(cfg) if cfg.model.get("tokens") else build_dataset(cfg.data, "train", cfg.seed)
     if not resume:
         scale = fit_scale(space, cfg, train)
-        print(f"[ddpm] latent scale factor {scale:.4f} (std of the code values of {min(len(train), cfg.model.scale_clips)} clips)")
+        print(f"[{cfg.exp}] latent scale factor {scale:.4f} (std of the latent values of "
+              f"{min(len(train), cfg.model.scale_clips)} clips)")
     sample = held_out_batch(cfg)
-    return run_training(lambda device: DDPMTask(cfg, space), cfg, run_dir, resume, train, sample_batch=sample)
+    return run_training(lambda device: make_task(cfg, space), cfg, run_dir, resume, train, sample_batch=sample)
 
 
-def load_predictor(checkpoint: str | Path | dict, device: torch.device | str = "cpu",
-                   raw_weights: bool = False) -> RSVPPredictor:
+def run_ddpm(cfg: DictConfig, run_dir: Path, resume: bool) -> int:
+    """``main.py --exp ddpm`` (clips encoded on the fly) and ``train.py`` (``model.tokens`` set)."""
+    return run_latent_diffusion(cfg, run_dir, resume, load_latent_space(cfg), DDPMTask)
+
+
+def load_latent_diffusion(checkpoint: str | Path | dict, device: torch.device | str, raw_weights: bool,
+                          load_space: Callable[..., ScaledLatentSpace],
+                          make_task: Callable[[DictConfig, Any], LatentDiffusionTask]) -> Predictor:
     """The predictor of a ``--exp ddpm`` checkpoint (its path or contents) on ``device``: the
     denoiser's EMA weights (``raw_weights``: the raw ones), the stored latent scale, and the
-    first stage its config names."""
+    first stage its config names (``load_space(cfg, scale=)``)."""
     state = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint, exps=("ddpm",))
     cfg = OmegaConf.create(state["config"])
-    task = DDPMTask(cfg, load_latent_space(cfg, scale=float(state["task"]["scale"])))
+    task = make_task(cfg, load_space(cfg, scale=float(state["task"]["scale"])))
     task.net.load_state_dict(load_net_state(state, "model", ema=False if raw_weights else None))
     for module in (task.space, task.diffusion, task.net):
         module.to(device)
     return task.predictor(task.net.eval())
+
+
+def load_predictor(checkpoint: str | Path | dict, device: torch.device | str = "cpu",
+                   raw_weights: bool = False) -> RSVPPredictor:
+    """RSVP's predictor of a ``--exp ddpm`` checkpoint (see :func:`load_latent_diffusion`)."""
+    return load_latent_diffusion(checkpoint, device, raw_weights, load_latent_space, DDPMTask)
 
 
 DDPM = Experiment(
@@ -232,5 +283,5 @@ DDPM = Experiment(
     prepare_config=prepare_config,
     select_model_schema=select_model_schema,
     load_predictor=load_predictor,
-    description="latent DDPM over the first stage's motion codes (--first_model)",
+    description="RSVP: latent DDPM over the first stage's motion codes (--first_model; model.net: rsvp_s2 | rsvp_s1 | rsvp_m)",
 )

@@ -21,7 +21,7 @@ from losses.reconstruction import reconstruction_loss
 from models.discriminators import ClipDiscriminator, FrameDiscriminator
 from models.latent_space import SemanticTokens
 from models.moso import MosoConfig, MosoVQVAE
-from tools.checkpoint import load_net_state
+from tools.checkpoint import load_net_state, with_trained_weights
 from tools.config import ConfigError, OptimConfig
 from tools.datasets import build_dataset
 from tools.experiments.common import held_out_batch, run_training
@@ -46,6 +46,8 @@ class GanConfig:
 
 @dataclass
 class FirstStageConfig:
+    # The autoencoder: moso (this schema) | pvdm (tools/experiments/pvdm.py); --exp first_stage runs either.
+    arch: str = "moso"
     vqvae: MosoConfig = field(default_factory=MosoConfig)
     l1_weight: float = 1.0
     # L1 between the reconstruction's and the input's frame-to-frame differences: a static
@@ -88,9 +90,7 @@ def split_anchor(cfg: DictConfig, batch: dict) -> tuple[Optional[torch.Tensor], 
 
 def first_stage_from_checkpoint(run_cfg: DictConfig, state: dict) -> MosoVQVAE:
     """The trained model of a first_stage/gan checkpoint (EMA weights when present), in eval mode."""
-    model = build_vqvae(run_cfg)
-    model.load_state_dict(load_net_state(state, "model"))
-    return model.eval()
+    return with_trained_weights(build_vqvae(run_cfg), state)
 
 
 class FirstStageTask(TrainTask):
@@ -233,6 +233,8 @@ def _initial_weights(cfg: DictConfig) -> tuple[dict, int]:
 
 
 def _run(cfg: DictConfig, run_dir: Path, resume: bool, adversarial: bool) -> int:
+    if cfg.model.arch != "moso":
+        raise ConfigError(f"--exp {cfg.exp} trains MOSO first stages (model.arch: moso); got model.arch: {cfg.model.arch}")
     data = first_stage_data(cfg)
     train = build_dataset(data, "train", cfg.seed)
     eval_batch = held_out_batch(cfg, data)
@@ -252,7 +254,7 @@ FIRST_STAGE = Experiment(
     run=lambda cfg, run_dir, resume: _run(cfg, run_dir, resume, adversarial=False),
     build_task=lambda cfg, device: FirstStageTask(cfg, device, adversarial=False),
     first_stage=FIRST_STAGE_ENTRY,
-    description="train the scene/object/motion VQ-VAE",
+    description="train the scene/object/motion VQ-VAE (model.arch: moso, the default)",
 )
 GAN = Experiment(
     name="gan", model_schema=FirstStageConfig, default_config="configs/first_stage/moso_shapes64_gan.yaml",
