@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Reproduce docs/RESULTS.md: the whole pipeline on the built-in `shapes` data at 32x32
 # (4 observed -> 8 predicted frames): the first stage (configs/first_stage/warp_shapes32.yaml) and
-# its checklist (scripts/first_stage_report.py), then RSVP-S2, RSVP-S1 and RSVP-M trained at
-# equal budget on the same tokens and validated under one protocol beside the copy-last-frame
-# baseline; optionally the 64x64, 16-frame first stage and its checklist (FS64_STEPS > 0).
+# its checklist (scripts/first_stage_report.py), PVDM's autoencoder at the same step budget
+# (configs/first_stage/pvdm_shapes32.yaml), then RSVP-S2, RSVP-S1, RSVP-M and PVDM trained at
+# equal budget and validated under one protocol beside the copy-last-frame baseline, and every
+# method's long rollout (4 observed -> LONG_FRAMES predicted; scripts/long_horizon.py);
+# optionally the 64x64, 16-frame first stage and its checklist (FS64_STEPS > 0).
 #   bash scripts/reproduce_shapes.sh            # about an hour on 2 quiet CPU cores; minutes on a GPU
 # Settings (environment): OUT (results/reproduce_shapes), FS_STEPS, GAN_STEPS (0: no GAN fine-tune),
 # FS64_STEPS (0: no 64x64 first stage), NUM_TRAIN, STEPS (DDPM steps per variant), NUM_VIDEOS,
-# NUM_SAMPLES, DEVICE, DOC (docs/RESULTS.md), README (README.md, whose results block is replaced;
+# NUM_SAMPLES, LONG_FRAMES (32; 0: no long rollouts), LONG_SAMPLES (1), DEVICE, DOC (docs/RESULTS.md,
+# its curves beside it as long_horizon.png), README (README.md, whose results block is replaced;
 # README= leaves it alone). The defaults made the committed docs/RESULTS.md.
 # Re-running reuses finished stages and resumes an interrupted one.
 set -euo pipefail
@@ -17,6 +20,7 @@ export OUT=${OUT:-results/reproduce_shapes}
 FS_STEPS=${FS_STEPS:-1500}; GAN_STEPS=${GAN_STEPS:-0}; FS64_STEPS=${FS64_STEPS:-0}; DEVICE=${DEVICE:-auto}
 DOC=${DOC:-docs/RESULTS.md}; README=${README-README.md}
 export NUM_TRAIN=${NUM_TRAIN:-1500} STEPS=${STEPS:-1200} NUM_VIDEOS=${NUM_VIDEOS:-64} NUM_SAMPLES=${NUM_SAMPLES:-4}
+export LONG_FRAMES=${LONG_FRAMES:-32} LONG_SAMPLES=${LONG_SAMPLES:-1}
 export DEVICE DATA=shapes RES=32 BATCH=16 LR=5e-4 K=4
 common=(--id reproduce --device "$DEVICE" --auto_resume results_dir="$OUT")
 mkdir -p "$OUT"
@@ -41,8 +45,16 @@ if [ "$FS64_STEPS" -gt 0 ]; then
       --num_clips "$NUM_VIDEOS" --cond_frames "$K" --out "$OUT/first_stage_report64.json" | tee "$OUT/first_stage_report64.txt"
   reports+=(--attach "First stage at 64x64, 16 frames (scripts/first_stage_report.py)=$OUT/first_stage_report64.txt")
 fi
+timed_stage "$OUT/stage_times.txt" "first stage PVDM" python main.py --exp first_stage \
+    --config configs/first_stage/pvdm_shapes32.yaml "${common[@]}" --id reproduce_pvdm train.max_steps="$FS_STEPS"
+first_runs+=("$OUT/first_stage_reproduce_pvdm_shapes_42")
+export PVDM_FIRST_MODEL="$OUT/first_stage_reproduce_pvdm_shapes_42/model_last.pth"
 bash scripts/compare_variants.sh
+if [ "$LONG_FRAMES" -gt 0 ]; then
+  cp "$OUT/long_horizon.png" "$(dirname "$DOC")/long_horizon.png"
+  reports+=(--attach "Long horizon: $K observed -> $LONG_FRAMES predicted frames (scripts/long_horizon.py)=$OUT/long_horizon.txt")
+fi
 python scripts/write_results.py "RSVP-S2=$OUT/validate_s2/metrics.json" "RSVP-S1=$OUT/validate_s1/metrics.json" \
-    "RSVP-M=$OUT/validate_m/metrics.json" --out "$DOC" --stage_times "$OUT/stage_times.txt" \
+    "RSVP-M=$OUT/validate_m/metrics.json" "PVDM=$OUT/validate_pvdm/metrics.json" --out "$DOC" --stage_times "$OUT/stage_times.txt" \
     --first_stage "${first_runs[@]}" "${reports[@]}" ${README:+--readme "$README"} \
-    --command "FS_STEPS=$FS_STEPS GAN_STEPS=$GAN_STEPS FS64_STEPS=$FS64_STEPS NUM_TRAIN=$NUM_TRAIN STEPS=$STEPS NUM_VIDEOS=$NUM_VIDEOS NUM_SAMPLES=$NUM_SAMPLES bash scripts/reproduce_shapes.sh"
+    --command "FS_STEPS=$FS_STEPS GAN_STEPS=$GAN_STEPS FS64_STEPS=$FS64_STEPS NUM_TRAIN=$NUM_TRAIN STEPS=$STEPS NUM_VIDEOS=$NUM_VIDEOS NUM_SAMPLES=$NUM_SAMPLES LONG_FRAMES=$LONG_FRAMES LONG_SAMPLES=$LONG_SAMPLES bash scripts/reproduce_shapes.sh"

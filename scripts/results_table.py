@@ -24,17 +24,18 @@ def cell(summary: dict, key: str) -> str:
 
 
 def table(runs: dict[str, dict]) -> str:
+    """One row per run, the baseline first; the last column is each run's first-stage ceiling PSNR
+    (the true future through that method's own first stage: the best its second stage can do)."""
     first = next(iter(runs.values()))
     keys = [(k, title) for k, title in COLUMNS if k in first["model"]["summary"] or k in ALWAYS]
-    lines = ["| model | " + " | ".join(title for _, title in keys) + " |",
-             "|---" * (len(keys) + 1) + "|",
+    ceiling = any("first_stage_ceiling" in r for r in runs.values())
+    lines = ["| model | " + " | ".join(title for _, title in keys) + (" | first-stage ceiling PSNR ↑" if ceiling else "")
+             + " |", "|---" * (len(keys) + 1 + ceiling) + "|",
              "| copy last frame (baseline) | " + " | ".join(cell(first["copy_last_frame"]["summary"], k)
-                                                          for k, _ in keys) + " |"]
+                                                          for k, _ in keys) + (" | –" if ceiling else "") + " |"]
     for name, result in runs.items():
-        lines.append(f"| {name} | " + " | ".join(cell(result["model"]["summary"], k) for k, _ in keys) + " |")
-    if "first_stage_ceiling" in first:
-        lines.append("| first-stage ceiling (true future motion) | " + " | ".join(
-            cell(first["first_stage_ceiling"]["summary"], k) for k, _ in keys) + " |")
+        own = " | " + cell(result.get("first_stage_ceiling", {}).get("summary", {}), "psnr") if ceiling else ""
+        lines.append(f"| {name} | " + " | ".join(cell(result["model"]["summary"], k) for k, _ in keys) + own + " |")
     s = first["settings"]
     lines.append("")
     lines.append(f"{s['num_videos']} test videos, {s['num_samples']} samples each, {s['cond_frames']} observed -> "

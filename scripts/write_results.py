@@ -66,14 +66,14 @@ def comparisons(runs: dict[str, dict]) -> list[str]:
         lines.append(f"- {name} (mean over samples): best model {best} {scored[best]:.4f}, "
                      f"{'better' if beats else 'worse'} than copying the last frame ({base[key]:.4f}) "
                      f"by {abs(margin):.4f}.")
-    if "first_stage_ceiling" in first:
-        ceiling = first["first_stage_ceiling"]["summary"].get("psnr")
+    for name, run in runs.items():
+        ceiling = run.get("first_stage_ceiling", {}).get("summary", {}).get("psnr")
         if isinstance(ceiling, (int, float)) and isinstance(base.get("psnr"), (int, float)):
-            lines.append(f"- First-stage ceiling (observed scene/object decoded with the *true* future motion): "
+            lines.append(f"- {name}'s first-stage ceiling (the true future through its own first stage): "
                          f"PSNR {ceiling:.4f}, {'above' if ceiling > base['psnr'] else 'below'} the baseline: "
-                         + ("a perfect motion predictor could beat copying the last frame."
+                         + ("a perfect second stage could beat copying the last frame."
                             if ceiling > base["psnr"] else
-                            "with this first stage no motion predictor can beat copying the last frame."))
+                            "with this first stage no second stage can beat copying the last frame."))
     return lines
 
 

@@ -34,8 +34,8 @@ def test_table_has_baseline_ceiling_and_lpips_column(tmp_path):
     runs = {"A": _metrics(tmp_path, 20.0, 19.0, 21.0)}
     text = table(runs)
     assert "| copy last frame (baseline) | 19.0000 |" in text
-    assert "| A | 20.0000 | 20.5000 |" in text
-    assert "| first-stage ceiling (true future motion) | 21.0000 |" in text
+    assert "| A | 20.0000 | 20.5000 |" in text and text.splitlines()[2].endswith(" | – |")
+    assert "| A | 20.0000 | 20.5000 | 0.6000 | 0.6100 | – | 21.0000 |" in text  # its own ceiling, last column
     assert "LPIPS ↓" in text and "Not computed (weights not on this machine): lpips" in text
 
 
