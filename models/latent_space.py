@@ -90,9 +90,10 @@ class SemanticLatentSpace(ScaledLatentSpace):
         return self.first_stage.encode(clip)["codes"]
 
     @torch.no_grad()
-    def fit_scale(self, clips: list[torch.Tensor]) -> float:
-        """Set the scale to the standard deviation of all code values of ``clips``; returns it."""
-        return self.fit_scale_to_codes([v for clip in clips for v in self.codes(clip).values()])
+    def fit_scale(self, clips: list[torch.Tensor], components: tuple[str, ...] = COMPONENTS) -> float:
+        """Set the scale to the standard deviation of the code values of ``clips`` (of the
+        ``components`` given: all of them, or e.g. only the diffused motion); returns it."""
+        return self.fit_scale_to_codes([v for clip in clips for k, v in self.codes(clip).items() if k in components])
 
     @torch.no_grad()
     def condition(self, observed: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -21,16 +21,6 @@ OUT=${OUT:-results/compare_${DATA}}; K=${K:-4}; DEVICE=${DEVICE:-auto}; PVDM_FIR
 LR_OVERRIDE=(); [ -n "${LR:-}" ] && LR_OVERRIDE=(train.optim.lr="$LR")
 mkdir -p "$OUT"
 timed() { timed_stage "$OUT/stage_times.txt" "$@"; }
-# One protocol for every method: the same videos, samples, sampler, steps and seed.
-protocol=(--sampler dpm --steps "$SAMPLE_STEPS" --seed 0 --device "$DEVICE" --metrics "$METRICS")
-# validate NAME DIR CKPT [flags]: validate.py into DIR, unless DIR is newer than CKPT.
-validate() {
-  if validation_is_current "$2" "$3"; then
-    echo "reusing $2 (newer than $3)"
-  else
-    timed "validate $1" python validate.py --ckpt "$3" --out "$2" "${protocol[@]}" "${@:4}"
-  fi
-}
 # The same budget for every second stage: steps, batch, learning rate, training clips, checkpoints.
 budget=(--device "$DEVICE" --auto_resume results_dir="$OUT/runs" train.max_steps=$STEPS train.batch_size=$BATCH
         data.shapes.num_train=$NUM_TRAIN train.sample_every=$STEPS train.ckpt_every=250 "${LR_OVERRIDE[@]}")
@@ -49,10 +39,10 @@ for net in s2 s1 m pvdm; do
         --id "cmp_$net" "${budget[@]}"
   fi
   ckpt="$OUT/runs/ddpm_cmp_${net}_${DATA}_42/model_last.pth"
-  validate "$name" "$OUT/validate_$net" "$ckpt" --num_videos "$NUM_VIDEOS" --num_samples "$NUM_SAMPLES"
+  validate_stage "$OUT/stage_times.txt" "$name" "$OUT/validate_$net" "$ckpt" --num_videos "$NUM_VIDEOS" --num_samples "$NUM_SAMPLES"
   rows+=("$name=$OUT/validate_$net/metrics.json")
   if [ "$LONG_FRAMES" -gt 0 ]; then
-    validate "$name, $LONG_FRAMES frames" "$OUT/long_$net" "$ckpt" --num_videos "$NUM_VIDEOS" \
+    validate_stage "$OUT/stage_times.txt" "$name, $LONG_FRAMES frames" "$OUT/long_$net" "$ckpt" --num_videos "$NUM_VIDEOS" \
         --num_samples "$LONG_SAMPLES" --pred_frames "$LONG_FRAMES"
     longs+=("$name=$OUT/long_$net/metrics.json")
   fi

@@ -13,3 +13,17 @@ timed_stage() {
   "$@"
   echo "$name $((SECONDS - t0))" >> "$file"
 }
+
+# validate_stage TIMES NAME DIR CKPT [validate.py flags...]: validate.py CKPT into DIR under the
+# shared protocol (dpm sampler, $SAMPLE_STEPS steps, seed 0, $DEVICE, $METRICS), unless DIR is newer
+# than CKPT; the time goes to TIMES as "validate NAME".
+validate_stage() {
+  local times=$1 name=$2 dir=$3 ckpt=$4
+  shift 4
+  if validation_is_current "$dir" "$ckpt"; then
+    echo "reusing $dir (newer than $ckpt)"
+  else
+    timed_stage "$times" "validate $name" python validate.py --ckpt "$ckpt" --out "$dir" --sampler dpm \
+        --steps "$SAMPLE_STEPS" --seed 0 --device "$DEVICE" --metrics "$METRICS" "$@"
+  fi
+}

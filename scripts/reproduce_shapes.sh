@@ -4,7 +4,8 @@
 # its checklist (scripts/first_stage_report.py), PVDM's autoencoder at the same step budget
 # (configs/first_stage/pvdm_shapes32.yaml), then RSVP-S2, RSVP-S1, RSVP-M and PVDM trained at
 # equal budget and validated under one protocol beside the copy-last-frame baseline, and every
-# method's long rollout (4 observed -> LONG_FRAMES predicted; scripts/long_horizon.py);
+# method's long rollout (4 observed -> LONG_FRAMES predicted; scripts/long_horizon.py), and the
+# latent-scale ablation (scripts/scale_ablation.sh);
 # optionally the 64x64, 16-frame first stage and its checklist (FS64_STEPS > 0).
 #   bash scripts/reproduce_shapes.sh            # about an hour on 2 quiet CPU cores; minutes on a GPU
 # Settings (environment): OUT (results/reproduce_shapes), FS_STEPS, GAN_STEPS (0: no GAN fine-tune),
@@ -50,6 +51,8 @@ timed_stage "$OUT/stage_times.txt" "first stage PVDM" python main.py --exp first
 first_runs+=("$OUT/first_stage_reproduce_pvdm_shapes_42")
 export PVDM_FIRST_MODEL="$OUT/first_stage_reproduce_pvdm_shapes_42/model_last.pth"
 bash scripts/compare_variants.sh
+bash scripts/scale_ablation.sh
+reports+=(--attach "Latent scale: measured on all codes or on the motion codes only (scripts/scale_ablation.sh)=$OUT/scale_ablation.md")
 if [ "$LONG_FRAMES" -gt 0 ]; then
   cp "$OUT/long_horizon.png" "$(dirname "$DOC")/long_horizon.png"
   reports+=(--attach "Long horizon: $K observed -> $LONG_FRAMES predicted frames (scripts/long_horizon.py)=$OUT/long_horizon.txt")

@@ -54,3 +54,14 @@ def test_first_stage_stays_frozen_and_in_eval_mode():
     space.train()
     assert not space.first_stage.training
     assert not any(p.requires_grad for p in space.first_stage.parameters())
+
+
+def test_scale_can_be_measured_on_the_motion_codes_only():
+    space = SemanticLatentSpace(first_stage())
+    video = clip()
+    codes = space.codes(video)
+    motion_only = space.fit_scale([video], components=("motion",))
+    assert abs(motion_only - float(codes["motion"].double().std())) < 1e-6
+    everything = space.fit_scale([video])
+    assert abs(everything - float(torch.cat([v.flatten() for v in codes.values()]).double().std())) < 1e-6
+    assert motion_only != everything

@@ -48,6 +48,9 @@ class DDPMConfig:
     cond_frames: int = 4  # K observed frames; the prediction is the next T (the first stage's clip length)
     snap_to_codebook: bool = False  # decode sampled motion through its nearest codebook rows
     scale_clips: int = 32  # training clips used to measure the latent scale factor
+    # The codes the scale factor is the standard deviation of: all (scene, object and motion) |
+    # motion (only the diffused part; docs/FIRST_STAGE.md, latent scale)
+    scale_from: str = "all"
     eval_clips: int = 4  # held-out clips sampled at every sample step
     tokens: Optional[str] = None  # token folder (train.py); None: encode clips with the first stage
 
@@ -103,6 +106,8 @@ def trained_first_stage(cfg: DictConfig, kind: type, method: str) -> TrainedFirs
 
 
 def load_latent_space(cfg: DictConfig, scale: Optional[float] = None) -> SemanticLatentSpace:
+    if str(cfg.model.get("scale_from", "all")) not in SCALE_FROM:
+        raise ConfigError(f"model.scale_from must be one of {', '.join(SCALE_FROM)}; got {cfg.model.scale_from!r}")
     first_stage = trained_first_stage(cfg, MosoVQVAE, "RSVP").model
     return SemanticLatentSpace(first_stage, scale=scale, snap_to_codebook=bool(cfg.model.snap_to_codebook))
 
@@ -208,6 +213,10 @@ class DDPMTask(LatentDiffusionTask):
         return RSVPPredictor(self.space, self.diffusion, net, self.cond_frames)
 
 
+# model.scale_from -> the code components the latent scale is measured on.
+SCALE_FROM = {"all": ("scene", "object", "motion"), "motion": ("motion",)}
+
+
 def fit_scale(space: ScaledLatentSpace, cfg: DictConfig, train) -> float:
     """The latent scale factor from ``model.scale_clips`` training clips (their future halves)."""
     n = min(len(train), int(cfg.model.scale_clips))
@@ -215,10 +224,12 @@ def fit_scale(space: ScaledLatentSpace, cfg: DictConfig, train) -> float:
     batch = default_collate([train[i] for i in range(n)])
     if "video" in batch:
         clips = list(batch["video"][:, :, k:k + space.frames].split(8))
-        return space.fit_scale(clips)
+        return space.fit_scale(clips, **({"components": SCALE_FROM[str(cfg.model.scale_from)]}
+                                         if "scale_from" in cfg.model else {}))
     codes = space.first_stage.codes_from_indices({k: batch[f"cond_{k}"] for k in ("scene", "object", "motion")})
-    codes["future"] = space.first_stage.codes_from_indices({"motion": batch["future_motion"]})["motion"]
-    return space.fit_scale_to_codes(list(codes.values()))
+    codes = [v for name, v in codes.items() if name in SCALE_FROM[str(cfg.model.scale_from)]]
+    codes.append(space.first_stage.codes_from_indices({"motion": batch["future_motion"]})["motion"])
+    return space.fit_scale_to_codes(codes)
 
 
 def token_dataset(cfg: DictConfig) -> TokenDataset:
