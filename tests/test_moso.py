@@ -196,7 +196,8 @@ def test_collapse_diagnostics_score_a_static_decoder_zero_and_a_perfect_one_one(
 
 
 def test_collapsing_first_stage_is_warned_about():
-    from tools.experiments.first_stage import COLLAPSE_RATIO, FirstStageTask
+    from tools.experiments.decomposition import COLLAPSE_RATIO
+    from tools.experiments.first_stage import FirstStageTask
 
     warn = FirstStageTask.sample_warnings
     assert warn(None, {"decomp/temporal_variance_ratio": COLLAPSE_RATIO / 10})

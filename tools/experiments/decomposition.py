@@ -48,6 +48,19 @@ def _iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return inter / union.clamp(min=1)
 
 
+# Below this temporal-variance ratio (reconstruction / input) the log warns of motion collapse.
+COLLAPSE_RATIO = 0.3
+
+
+def motion_collapse_warnings(scalars: dict[str, float]) -> list[str]:
+    """The warning a first stage's sample step logs when its reconstructions stop moving."""
+    ratio = scalars.get("decomp/temporal_variance_ratio")
+    if ratio is not None and ratio < COLLAPSE_RATIO:
+        return [f"motion collapse: the reconstruction varies over time {ratio:.2f}x as much as the input "
+                f"(< {COLLAPSE_RATIO}); the decoder is ignoring motion (docs/FIRST_STAGE.md)"]
+    return []
+
+
 def temporal_variance_ratio(recon: torch.Tensor, video: torch.Tensor) -> torch.Tensor:
     """Mean per-pixel variance over T of ``recon`` over that of ``video`` (``[B, C, T, H, W]``)."""
     return recon.float().var(dim=2).mean() / video.float().var(dim=2).mean().clamp(min=1e-12)

@@ -25,7 +25,7 @@ from tools.checkpoint import load_net_state, with_trained_weights
 from tools.config import ConfigError, OptimConfig
 from tools.datasets import build_dataset
 from tools.experiments.common import held_out_batch, run_training
-from tools.experiments.decomposition import decomposition_report
+from tools.experiments.decomposition import decomposition_report, motion_collapse_warnings
 from tools.pretrained import find_first_stage, load_first_stage
 from tools.registry import Experiment, FirstStageEntry
 from tools.trainer import StepContext, TrainTask, build_optimizer
@@ -194,15 +194,7 @@ class FirstStageTask(TrainTask):
         return results
 
     def sample_warnings(self, scalars: dict[str, float]) -> list[str]:
-        ratio = scalars.get("decomp/temporal_variance_ratio")
-        if ratio is not None and ratio < COLLAPSE_RATIO:
-            return [f"motion collapse: the reconstruction varies over time {ratio:.2f}x as much as the input "
-                    f"(< {COLLAPSE_RATIO}); the decoder is ignoring motion (docs/FIRST_STAGE.md)"]
-        return []
-
-
-# Below this temporal-variance ratio (reconstruction / input) the log warns of motion collapse.
-COLLAPSE_RATIO = 0.3
+        return motion_collapse_warnings(scalars)
 
 
 def codebook_report(model: MosoVQVAE, indices: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

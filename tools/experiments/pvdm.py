@@ -31,7 +31,7 @@ from tools.datasets import build_dataset
 from tools.experiments.common import held_out_batch, run_training
 from tools.experiments.ddpm import (LatentDiffusionTask, denoiser_config, load_latent_diffusion, prepare_config,
                                     run_latent_diffusion, trained_first_stage)
-from tools.experiments.decomposition import temporal_mean_psnr, temporal_variance_ratio
+from tools.experiments.decomposition import motion_collapse_warnings, temporal_mean_psnr, temporal_variance_ratio
 from tools.registry import Experiment, FirstStageEntry
 from tools.trainer import StepContext, TrainTask
 
@@ -105,6 +105,9 @@ class PVDMAutoencoderTask(TrainTask):
                 results["decomp/temporal_variance_ratio"] = temporal_variance_ratio(recon, video)
                 results["decomp/temporal_mean_psnr"] = temporal_mean_psnr(video)
         return results
+
+    def sample_warnings(self, scalars: dict[str, float]) -> list[str]:
+        return motion_collapse_warnings(scalars)
 
 
 def run_first_stage(cfg: DictConfig, run_dir: Path, resume: bool) -> int:
