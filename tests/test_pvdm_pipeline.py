@@ -14,7 +14,7 @@ from models.interface import FirstStage, Predictor, first_stage_ceiling, rollout
 from models.pvdm_autoencoder import PVDMAutoencoder
 from models.pvdm_predictor import PVDMPredictor
 from tests.tiny_configs import TINY_DDPM
-from tools.pretrained import load_first_stage, load_predictor
+from tools.pretrained import first_stage_config, load_first_stage, load_predictor
 from tools.registry import experiment_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,6 +64,7 @@ def test_first_stage_command_trains_the_pvdm_autoencoder(pvdm_first_stage):
     trained = load_first_stage(pvdm_first_stage)
     assert isinstance(trained.model, PVDMAutoencoder) and isinstance(trained.model, FirstStage)
     assert trained.config.exp == "first_stage" and trained.config.model.arch == "pvdm"
+    assert first_stage_config(pvdm_first_stage) == trained.config  # read without the weights
     clip = torch.rand(2, 3, 4, 32, 32) * 2 - 1
     with torch.no_grad():
         latent = trained.model.encode(clip)["codes"]

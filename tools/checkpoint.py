@@ -151,17 +151,18 @@ def checkpoint_exp(state: dict[str, Any]) -> Optional[str]:
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", *,
-                    exps: Optional[Sequence[str]] = None) -> dict[str, Any]:
+                    exps: Optional[Sequence[str]] = None, mmap: bool = False) -> dict[str, Any]:
     """Read a training checkpoint (``weights_only`` unpickling: tensors and plain containers only).
 
     ``exps``: the experiments whose checkpoints are accepted (e.g. ``("first_stage", "gan")``), so
     that a checkpoint of another stage is named as such instead of failing on a missing key later.
+    ``mmap``: map the tensors instead of reading them (cheap when only the config is wanted).
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as err:
         reason = unreadable_reason(path, err)
         raise CheckpointError(f"could not read checkpoint {path}: {reason}", reason) from None

@@ -66,6 +66,12 @@ def load_first_stage(path: str | Path, map_location: str | torch.device = "cpu")
     return TrainedFirstStage(entry.build(config, state), config, state, entry)
 
 
+def first_stage_config(path: str | Path) -> DictConfig:
+    """The run config a first-stage checkpoint was trained with; its weights are mapped, not read."""
+    state = load_checkpoint(path, exps=_experiments_with("first_stage"), mmap=True)
+    return OmegaConf.create(state["config"])
+
+
 class TrainedPredictor(NamedTuple):
     predictor: Predictor
     config: DictConfig  # the run config it was trained with (data, seed, ...)

@@ -33,7 +33,7 @@ from tools.checkpoint import load_checkpoint, load_net_state
 from tools.config import ConfigError
 from tools.datasets import build_dataset
 from tools.experiments.common import held_out_batch, run_training
-from tools.pretrained import TrainedFirstStage, find_first_stage, load_first_stage
+from tools.pretrained import TrainedFirstStage, find_first_stage, first_stage_config, load_first_stage
 from tools.registry import Experiment
 from tools.tokens import TokenDataset, read_meta
 from tools.trainer import StepContext, TrainTask, build_optimizer
@@ -83,7 +83,7 @@ def denoiser_config(model: DictConfig) -> Any:
 
 def prepare_config(cfg: DictConfig) -> None:
     """Clips are cut to what the first stage was built for: K observed + its T frames, its resolution."""
-    source = load_first_stage(find_first_stage(cfg)).config.data
+    source = first_stage_config(find_first_stage(cfg)).data  # the weights are read once, by the run
     cfg.data.resolution = source.resolution
     cfg.data.frames = int(cfg.model.cond_frames) + int(source.frames)
 
