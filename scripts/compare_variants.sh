@@ -6,7 +6,8 @@
 # Settings (environment): DATA (shapes), RES (configs/ddpm/rsvp_<net>_<DATA><RES>.yaml; 64), STEPS
 # (DDPM steps per variant), BATCH, LR, NUM_TRAIN (shapes training clips to extract), NUM_VIDEOS,
 # NUM_SAMPLES, SAMPLE_STEPS, METRICS (validate.py --metrics), OUT (results/compare_<data>), DEVICE,
-# PVDM_FIRST_MODEL (a PVDM autoencoder checkpoint: PVDM joins with configs/ddpm/pvdm_<DATA><RES>.yaml),
+# PVDM_FIRST_MODEL (a PVDM autoencoder checkpoint: PVDM joins with configs/ddpm/pvdm_<DATA><RES>.yaml, once
+# with its own diffusion settings and once with RSVP's: v prediction, cosine schedule),
 # LONG_FRAMES (0: none; else every method also predicts this many frames, rolled out clip by clip,
 # LONG_SAMPLES samples per video, plotted by scripts/long_horizon.py into $OUT/long_horizon.{json,png,txt}).
 # Re-running reuses finished stages. Appends '<stage> <seconds>' lines to $OUT/stage_times.txt.
@@ -27,12 +28,14 @@ budget=(--device "$DEVICE" --auto_resume results_dir="$OUT/runs" train.max_steps
 timed "extract tokens" python main.py --exp extract --first_model "$FIRST_MODEL" --data "$DATA" --out "$OUT/tokens_k$K" \
     --device "$DEVICE" model.cond_frames=$K data.shapes.num_train=$NUM_TRAIN model.splits=[train]
 rows=(); longs=()
-for net in s2 s1 m pvdm; do
-  if [ "$net" = pvdm ]; then
+# pvdm: PVDM's own diffusion (eps prediction, linear schedule); pvdm_v: RSVP's (v prediction, cosine).
+for net in s2 s1 m pvdm pvdm_v; do
+  if [ "${net%_v}" = pvdm ]; then
     [ -n "$PVDM_FIRST_MODEL" ] || continue
-    name=PVDM
+    name=PVDM; diffusion=()
+    [ "$net" = pvdm_v ] && { name="PVDM (v, cosine)"; diffusion=(model.diffusion.prediction=v model.diffusion.schedule=cosine); }
     timed "train $name" python main.py --exp ddpm --config "configs/ddpm/pvdm_${DATA}${RES}.yaml" \
-        --first_model "$PVDM_FIRST_MODEL" --id "cmp_$net" "${budget[@]}" model.cond_frames=$K
+        --first_model "$PVDM_FIRST_MODEL" --id "cmp_$net" "${budget[@]}" model.cond_frames=$K "${diffusion[@]}"
   else
     name="RSVP-$(echo $net | tr a-z A-Z)"
     timed "train $name" python train.py --config "configs/ddpm/rsvp_${net}_${DATA}${RES}.yaml" --tokens "$OUT/tokens_k$K" \

@@ -2,7 +2,8 @@
 # Reproduce docs/RESULTS.md: the whole pipeline on the built-in `shapes` data at 32x32
 # (4 observed -> 8 predicted frames): the first stage (configs/first_stage/warp_shapes32.yaml) and
 # its checklist (scripts/first_stage_report.py), PVDM's autoencoder at the same step budget
-# (configs/first_stage/pvdm_shapes32.yaml), then RSVP-S2, RSVP-S1, RSVP-M and PVDM trained at
+# (configs/first_stage/pvdm_shapes32.yaml), then RSVP-S2, RSVP-S1, RSVP-M and PVDM (with its own
+# diffusion settings and with RSVP's) trained at
 # equal budget and validated under one protocol beside the copy-last-frame baseline, and every
 # method's long rollout (4 observed -> LONG_FRAMES predicted; scripts/long_horizon.py), and the
 # latent-scale ablation (scripts/scale_ablation.sh);
@@ -58,6 +59,7 @@ if [ "$LONG_FRAMES" -gt 0 ]; then
   reports+=(--attach "Long horizon: $K observed -> $LONG_FRAMES predicted frames (scripts/long_horizon.py)=$OUT/long_horizon.txt")
 fi
 python scripts/write_results.py "RSVP-S2=$OUT/validate_s2/metrics.json" "RSVP-S1=$OUT/validate_s1/metrics.json" \
-    "RSVP-M=$OUT/validate_m/metrics.json" "PVDM=$OUT/validate_pvdm/metrics.json" --out "$DOC" --stage_times "$OUT/stage_times.txt" \
+    "RSVP-M=$OUT/validate_m/metrics.json" "PVDM=$OUT/validate_pvdm/metrics.json" \
+    "PVDM (v, cosine)=$OUT/validate_pvdm_v/metrics.json" --out "$DOC" --stage_times "$OUT/stage_times.txt" \
     --first_stage "${first_runs[@]}" "${reports[@]}" ${README:+--readme "$README"} \
     --command "FS_STEPS=$FS_STEPS GAN_STEPS=$GAN_STEPS FS64_STEPS=$FS64_STEPS NUM_TRAIN=$NUM_TRAIN STEPS=$STEPS NUM_VIDEOS=$NUM_VIDEOS NUM_SAMPLES=$NUM_SAMPLES LONG_FRAMES=$LONG_FRAMES LONG_SAMPLES=$LONG_SAMPLES bash scripts/reproduce_shapes.sh"
