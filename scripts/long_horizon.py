@@ -22,6 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from evaluation.plots import plot_curves  # noqa: E402
 
 BASELINE = "copy last frame"
+LABELS = {"psnr": "PSNR (higher is better)", "ssim": "SSIM (higher is better)",
+          "st_lpips": "ST-LPIPS (lower is better; not comparable with LPIPS)"}
 
 
 def horizons(pred_frames: int) -> list[int]:
@@ -73,7 +75,7 @@ def markdown(result: dict, png: str | None = None) -> str:
              f"{', '.join(f'{k} {v}' for k, v in p['num_samples'].items())}), seed {p['seed']}.", ""]
     for metric, rows in result["table"].items():
         steps = list(next(iter(rows.values())))
-        lines += [f"{metric.upper()} at predicted frame:", "",
+        lines += [f"{LABELS.get(metric, metric)} at predicted frame:", "",
                   "| method | " + " | ".join(str(h) for h in steps) + " |", "|---" * (len(steps) + 1) + "|"]
         lines += [f"| {label} | " + " | ".join(f"{v:.4f}" for v in values.values()) + " |"
                   for label, values in rows.items()]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 COLUMNS = [("psnr", "PSNR ↑"), ("psnr_best_of_n", "PSNR best-of-N ↑"), ("ssim", "SSIM ↑"),
            ("ssim_best_of_n", "SSIM best-of-N ↑"), ("lpips", "LPIPS ↓"), ("lpips_best_of_n", "LPIPS best-of-N ↓"),
-           ("fvd", "FVD ↓")]
+           ("st_lpips", "ST-LPIPS ↓ (not LPIPS)"), ("st_lpips_best_of_n", "ST-LPIPS best-of-N ↓"), ("fvd", "FVD ↓")]
 # Shown even when not computed (as "–", with the reason below the table).
 ALWAYS = {"psnr", "ssim", "lpips"}
 

@@ -50,12 +50,28 @@ def training_budget(run_dir: Path) -> dict:
     return info
 
 
+# (summary key, name, higher is better) of the metrics the comparisons speak about.
+METRICS = (("psnr", "PSNR", True), ("ssim", "SSIM", True), ("lpips", "LPIPS", False),
+           ("st_lpips", "ST-LPIPS", False))
+
+
+def against_baseline(name: str, run: dict, base: dict) -> str:
+    """Where one model stands against copying the last frame, metric by metric."""
+    parts = []
+    for key, label, higher in METRICS:
+        value, ref = run["model"]["summary"].get(key), base.get(key)
+        if isinstance(value, (int, float)) and isinstance(ref, (int, float)):
+            wins = value > ref if higher else value < ref
+            parts.append(f"{label} {value:.4f} ({'beats' if wins else 'loses to'} {ref:.4f})")
+    return f"- {name} against copying the last frame: " + ", ".join(parts) + "."
+
+
 def comparisons(runs: dict[str, dict]) -> list[str]:
     """Sentences computed from the numbers: the best model and its margin over the baseline."""
     lines = []
     first = next(iter(runs.values()))
     base = first["copy_last_frame"]["summary"]
-    for key, name, higher in (("psnr", "PSNR", True), ("ssim", "SSIM", True), ("lpips", "LPIPS", False)):
+    for key, name, higher in METRICS:
         scored = {n: r["model"]["summary"].get(key) for n, r in runs.items()}
         scored = {n: v for n, v in scored.items() if isinstance(v, (int, float))}
         if not scored or not isinstance(base.get(key), (int, float)):
@@ -66,6 +82,7 @@ def comparisons(runs: dict[str, dict]) -> list[str]:
         lines.append(f"- {name} (mean over samples): best model {best} {scored[best]:.4f}, "
                      f"{'better' if beats else 'worse'} than copying the last frame ({base[key]:.4f}) "
                      f"by {abs(margin):.4f}.")
+    lines += [against_baseline(name, run, base) for name, run in runs.items()]
     for name, run in runs.items():
         ceiling = run.get("first_stage_ceiling", {}).get("summary", {}).get("psnr")
         if isinstance(ceiling, (int, float)) and isinstance(base.get("psnr"), (int, float)):

@@ -43,6 +43,7 @@ def test_comparisons_follow_the_numbers(tmp_path):
     better = comparisons({"A": _metrics(tmp_path, 20.0, 19.0, 21.0), "B": _metrics(tmp_path, 19.5, 19.0, 21.0)})
     assert "best model A 20.0000, better than copying the last frame (19.0000) by 1.0000" in better[0]
     assert "above the baseline" in better[-1]
+    assert "- A against copying the last frame: PSNR 20.0000 (beats 19.0000), SSIM 0.6000 (loses to 0.7000)." in better
     worse = comparisons({"A": _metrics(tmp_path, 18.0, 19.0, 18.5)})
     assert "worse than copying the last frame" in worse[0] and "below the baseline" in worse[-1]
 
