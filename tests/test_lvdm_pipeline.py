@@ -3,17 +3,17 @@ configs, ``validate.py`` on its checkpoint (autoregressive and hierarchical), ex
 future leakage (tiny sizes, seconds)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
 
 import main
-import validate
 from models.interface import FirstStage, Predictor, first_stage_ceiling, rollout
 from models.lvdm_autoencoder import LVDMAutoencoder
 from models.lvdm_predictor import HierarchicalPredictor, LVDMPredictor, VideoLatentSpace
+from tests.pipeline_checks import (assert_prediction_ignores_the_future, future_changed, losses, randomize,
+                                   validate_metrics)
 from tests.tiny_configs import TINY_DDPM
 from tools.config import ConfigError
 from tools.pretrained import load_first_stage, load_predictor
@@ -35,16 +35,6 @@ TINY_LVDM_DDPM = ["--config", str(REPO / "configs/ddpm/lvdm_shapes32.yaml"), *TI
                   "model.unet.channel_mults=[1,2]", "model.unet.max_relative=4", "model.lvdm.max_perturb=20",
                   "model.lvdm.sample_perturb=5"]
 TINY_AE = {"frames": 4, "resolution": 32, "channels": 8, "max_mult": 2, "downsample": [2, 4, 4]}
-
-
-def losses(run: Path) -> list[float]:
-    return [r["loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
-
-
-def randomize(net: torch.nn.Module) -> None:
-    """The U-Net's output layer starts at zero: random weights make outputs depend on inputs."""
-    for p in net.parameters():
-        torch.nn.init.normal_(p, std=0.05, generator=torch.Generator().manual_seed(0))
 
 
 @pytest.fixture(scope="module")
@@ -126,25 +116,16 @@ def test_no_future_leakage():
     net = task.net.eval()
     test = build_dataset(cfg.data, "test")
     video = torch.stack([test[i]["video"] for i in range(2)])
-    changed = video.clone()
-    changed[:, :, 2:] = torch.rand_like(changed[:, :, 2:]) * 2 - 1
+    changed = future_changed(video, 2)
     (_, x0_a), (_, x0_b) = task.example({"video": video}), task.example({"video": changed})
+    # the window's known latent frame (the condition) is the same; its generated frames are not
     assert torch.equal(x0_a[:, :, :1], x0_b[:, :, :1]) and not torch.equal(x0_a[:, :, 1:], x0_b[:, :, 1:])
-    obs_a, obs_b = task.split(video)[0], task.split(changed)[0]
-    pred_a = task.predict(net, obs_a, torch.Generator().manual_seed(5))
-    assert torch.equal(task.predict(net, obs_b, torch.Generator().manual_seed(5)), pred_a)
-    assert not torch.equal(task.predict(net, obs_a.flip(2), torch.Generator().manual_seed(5)), pred_a)
+    assert_prediction_ignores_the_future(task, net, video, changed)
 
 
 def test_validate_runs_lvdm_like_rsvp(lvdm_ddpm, tmp_path):
-    out = tmp_path / "v"
-    args = ["--ckpt", str(lvdm_ddpm), "--num_videos", "3", "--num_samples", "1", "--steps", "2", "--pred_frames", "6",
-            "--batch_size", "2", "--metrics", "psnr,ssim", "--device", "cpu", "--out", str(out)]
-    assert validate.main(args) == 0
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = validate_metrics(lvdm_ddpm, tmp_path / "v", 6)
     assert metrics["settings"]["rollout_clips"] == 2 and metrics["settings"]["hierarchy"] is False
-    for key in ("model", "copy_last_frame", "first_stage_ceiling"):
-        assert len(metrics[key]["curves"]["psnr"]["mean"]) == 6
 
 
 def test_hierarchy_from_two_checkpoints(lvdm_first_stage, tmp_path):
@@ -156,11 +137,7 @@ def test_hierarchy_from_two_checkpoints(lvdm_first_stage, tmp_path):
                       f"model.lvdm.interpolator={interp}")
     predictor, cfg = load_predictor(keys, CPU)
     assert isinstance(predictor, HierarchicalPredictor) and cfg.data.frames == 2 + 4 * 2
-    out = tmp_path / "v"
-    args = ["--ckpt", str(keys), "--num_videos", "2", "--num_samples", "1", "--steps", "2", "--pred_frames", "10",
-            "--batch_size", "2", "--metrics", "psnr", "--device", "cpu", "--out", str(out)]
-    assert validate.main(args) == 0
-    settings = json.loads((out / "metrics.json").read_text())["settings"]
+    settings = validate_metrics(keys, tmp_path / "v", 10, num_videos=2, metrics="psnr")["settings"]
     assert settings["hierarchy"] is True and settings["lvdm_key_stride"] == 2
     no_interp = train_ddpm(lvdm_first_stage, tmp_path, "keys_alone", "model.lvdm.key_stride=2")
     with pytest.raises(ConfigError, match="model.lvdm.interpolator"):

@@ -186,8 +186,8 @@ def lvdm_training_loss(net: nn.Module, diffusion: "GaussianDiffusion", window: t
     whether the sample is conditional (probability ``cond_prob``; else nothing is known, s = 0).
     The loss is the mean squared error of the diffusion's target over the frames that are not
     given: the generated ones of a conditional sample, all frames of an unconditional one.
-    Returns ``loss`` (with graph), ``loss_cond`` and ``loss_uncond`` (detached; NaN when a
-    batch has no sample of that kind) and ``t``.
+    Returns, as :meth:`GaussianDiffusion.training_loss`, ``loss`` (with graph), ``loss_per_sample``
+    ``[B]`` (detached), ``t`` and ``cond_mask`` ``[B]`` (nothing is read back: no device sync).
     """
     window = window.float()
     b, length, device = window.shape[0], window.shape[2], window.device
@@ -207,6 +207,4 @@ def lvdm_training_loss(net: nn.Module, diffusion: "GaussianDiffusion", window: t
     scored = (~(known_b & keep[:, None])).float()[:, None, :, None, None]  # [B, 1, L, 1, 1]
     err = (pred - diffusion._target(window, noise, t)) ** 2 * scored
     per_sample = err.flatten(1).sum(1) / (scored.flatten(1).sum(1) * window[0, :, 0].numel())
-    loss_cond = per_sample[keep].mean() if keep.any() else per_sample.new_tensor(float("nan"))
-    loss_uncond = per_sample[~keep].mean() if (~keep).any() else per_sample.new_tensor(float("nan"))
-    return {"loss": per_sample.mean(), "loss_cond": loss_cond.detach(), "loss_uncond": loss_uncond.detach(), "t": t}
+    return {"loss": per_sample.mean(), "loss_per_sample": per_sample.detach(), "t": t, "cond_mask": keep}
