@@ -9,7 +9,7 @@ from models.diffusion import DiffusionConfig, GaussianDiffusion, GuidedDenoiser
 from models.lvdm_autoencoder import LVDMAutoencoder, LVDMAutoencoderConfig, stage_strides
 from models.lvdm_hierarchy import hierarchical_fill, plan_segments
 from models.lvdm_predictor import LVDMObjectiveConfig, LVDMPredictor, VideoLatentSpace
-from models.unets.lvdm_unet import AxisAttention, LVDMUNet, LVDMUNetConfig, lvdm_training_loss, perturb
+from models.unets.lvdm_unet import AxisAttention, LVDMUNet, lvdm_training_loss, perturb
 
 TINY_UNET = {"channels": 16, "channel_mults": [1, 2], "num_res_blocks": 1, "attn_levels": [0, 1], "attn_head_dim": 8,
              "max_relative": 4}

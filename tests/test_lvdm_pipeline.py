@@ -128,17 +128,36 @@ def test_validate_runs_lvdm_like_rsvp(lvdm_ddpm, tmp_path):
     assert metrics["settings"]["rollout_clips"] == 2 and metrics["settings"]["hierarchy"] is False
 
 
-def test_hierarchy_from_two_checkpoints(lvdm_first_stage, tmp_path):
-    """An interpolation model, then a keyframe model naming it: validate.py uses the hierarchy."""
-    interp = train_ddpm(lvdm_first_stage, tmp_path, "interp", "model.lvdm.role=interpolate", "model.lvdm.key_stride=2",
+@pytest.fixture(scope="module")
+def lvdm_hierarchy(lvdm_first_stage, tmp_path_factory) -> Path:
+    """An interpolation model, then a keyframe model naming it (key stride 2)."""
+    results = tmp_path_factory.mktemp("lvdm_hierarchy")
+    interp = train_ddpm(lvdm_first_stage, results, "interp", "model.lvdm.role=interpolate", "model.lvdm.key_stride=2",
                         "model.lvdm.cond_prob=0.9")
     assert load_predictor(interp, CPU)[1].data.frames == 2 + 3 * 2
-    keys = train_ddpm(lvdm_first_stage, tmp_path, "keys", "model.lvdm.key_stride=2",
-                      f"model.lvdm.interpolator={interp}")
-    predictor, cfg = load_predictor(keys, CPU)
+    return train_ddpm(lvdm_first_stage, results, "keys", "model.lvdm.key_stride=2", f"model.lvdm.interpolator={interp}")
+
+
+def test_hierarchy_from_two_checkpoints(lvdm_first_stage, lvdm_hierarchy, tmp_path):
+    """validate.py on a keyframe model that names its interpolator uses the hierarchy."""
+    predictor, cfg = load_predictor(lvdm_hierarchy, CPU)
     assert isinstance(predictor, HierarchicalPredictor) and cfg.data.frames == 2 + 4 * 2
-    settings = validate_metrics(keys, tmp_path / "v", 10, num_videos=2, metrics="psnr")["settings"]
+    settings = validate_metrics(lvdm_hierarchy, tmp_path / "v", 10, num_videos=2, metrics="psnr")["settings"]
     assert settings["hierarchy"] is True and settings["lvdm_key_stride"] == 2
     no_interp = train_ddpm(lvdm_first_stage, tmp_path, "keys_alone", "model.lvdm.key_stride=2")
     with pytest.raises(ConfigError, match="model.lvdm.interpolator"):
         load_predictor(no_interp, CPU)
+
+
+def test_ablation_script_tabulates_the_variants(lvdm_ddpm, lvdm_hierarchy, tmp_path, capsys):
+    from scripts.lvdm_ablation import main as ablation
+
+    args = ["--ar", str(lvdm_ddpm), "--hierarchy", str(lvdm_hierarchy), "--guidance", "2", "--pred_frames", "4",
+            "--num_videos", "2", "--num_samples", "1", "--steps", "2", "--metrics", "psnr", "--device", "cpu",
+            "--out", str(tmp_path)]
+    assert ablation(args) == 0
+    table = capsys.readouterr().out
+    for label in ("LVDM autoregressive |", "LVDM autoregressive, guidance 2 |", "LVDM hierarchical |",
+                  "LVDM hierarchical, guidance 2 |", "copy last frame |"):
+        assert label in table
+    assert (tmp_path / "ablation.json").is_file()
