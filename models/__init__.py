@@ -41,7 +41,7 @@ def register_model(name: str) -> Callable[[T], T]:
 def import_model_modules() -> None:
     """Import every module that registers models (their ``@register_model`` classes)."""
     from models import discriminators, moso, unets  # noqa: F401
-    from models.unets import pvdm_unet  # noqa: F401
+    from models.unets import lvdm_unet, pvdm_unet  # noqa: F401
 
 
 def get_model_class(name: str) -> type[nn.Module]:

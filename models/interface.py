@@ -70,7 +70,13 @@ def pseudo_clip(observed: torch.Tensor, frames: int) -> torch.Tensor:
 def rollout(predictor: Predictor, observed: torch.Tensor, pred_frames: int, generator: torch.Generator,
             **sample_options: Any) -> torch.Tensor:
     """``pred_frames`` frames after ``observed``, one clip at a time, each predicted from the latest
-    ``K`` frames, observed or predicted (PVDM's Algorithm 1 with each method's conditioning)."""
+    ``K`` frames, observed or predicted (PVDM's Algorithm 1 with each method's conditioning).
+
+    A predictor with long-horizon logic of its own (LVDM's hierarchy) defines
+    ``rollout(observed, pred_frames, generator, **sample_options)``, and that is used instead."""
+    own = getattr(predictor, "rollout", None)
+    if callable(own):
+        return own(observed, pred_frames, generator, **sample_options)
     k = observed.shape[2]
     frames = observed
     while frames.shape[2] < k + pred_frames:

@@ -144,7 +144,11 @@ def untrained_first_stage(config: str, path: Path, overrides: Sequence[str] = ()
     from tools.checkpoint import FORMAT, atomic_torch_save
     from tools.experiments.first_stage import build_vqvae
     cfg = experiment_config("first_stage", config, overrides)
-    model = build_vqvae(cfg)
+    if "vqvae" in cfg.model:
+        model = build_vqvae(cfg)
+    else:  # another method's autoencoder (model.arch): its own training task builds it
+        cfg.model.perceptual.random_backbone = True  # no weights file needed; only the shapes matter
+        model = get_experiment("first_stage").for_config(cfg).build_task(cfg, torch.device("cpu")).networks()["model"]
     atomic_torch_save({"format": FORMAT, "step": 0, "nets": {"model": model.state_dict()},
                        "config": OmegaConf.to_yaml(cfg)}, path)
     return path

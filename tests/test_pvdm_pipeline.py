@@ -9,10 +9,11 @@ import pytest
 import torch
 
 import main
-import validate
 from models.interface import FirstStage, Predictor, first_stage_ceiling, rollout
 from models.pvdm_autoencoder import PVDMAutoencoder
 from models.pvdm_predictor import PVDMPredictor
+from tests.pipeline_checks import (assert_prediction_ignores_the_future, future_changed, losses, randomize,
+                                   validate_metrics)
 from tests.tiny_configs import TINY_DDPM
 from tools.pretrained import first_stage_config, load_first_stage, load_predictor
 from tools.registry import experiment_config
@@ -32,10 +33,6 @@ TINY_PVDM = [
 TINY_PVDM_DDPM = ["--config", str(REPO / "configs/ddpm/pvdm_shapes32.yaml"), *TINY_DDPM, "model.unet.cross_levels=[1]"]
 
 
-def losses(run: Path) -> list[float]:
-    return [r["loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
-
-
 @pytest.fixture(scope="module")
 def pvdm_first_stage(tmp_path_factory) -> Path:
     results = tmp_path_factory.mktemp("pvdm")
@@ -50,12 +47,6 @@ def pvdm_ddpm(pvdm_first_stage, tmp_path_factory) -> Path:
     assert main.main(["--exp", "ddpm", "--first_model", str(pvdm_first_stage), f"results_dir={results}",
                       "--id", "tiny", *TINY_PVDM_DDPM, "data.shapes.num_test=3", "train.max_steps=2"]) == 0
     return results / "ddpm_tiny_shapes_42" / "model_last.pth"
-
-
-def randomize(net: torch.nn.Module) -> None:
-    """The U-Net's output layer starts at zero: random weights make outputs depend on inputs."""
-    for p in net.parameters():
-        torch.nn.init.normal_(p, std=0.05, generator=torch.Generator().manual_seed(0))
 
 
 def test_first_stage_command_trains_the_pvdm_autoencoder(pvdm_first_stage):
@@ -114,26 +105,16 @@ def test_no_future_leakage():
     net = task.net.eval()
     test = build_dataset(cfg.data, "test")
     video = torch.stack([test[i]["video"] for i in range(2)])
-    changed = video.clone()
-    changed[:, :, 2:] = torch.rand_like(changed[:, :, 2:]) * 2 - 1
+    changed = future_changed(video, 2)
     (cond_a, x0_a), (cond_b, x0_b) = task.example({"video": video}), task.example({"video": changed})
     assert torch.equal(cond_a, cond_b) and not torch.equal(x0_a, x0_b)
-    obs_a, obs_b = task.split(video)[0], task.split(changed)[0]
-    pred_a = task.predict(net, obs_a, torch.Generator().manual_seed(5))
-    assert torch.equal(task.predict(net, obs_b, torch.Generator().manual_seed(5)), pred_a)
-    assert not torch.equal(task.predict(net, obs_a.flip(2), torch.Generator().manual_seed(5)), pred_a)
+    assert_prediction_ignores_the_future(task, net, video, changed)
 
 
 def test_validate_runs_pvdm_like_rsvp(pvdm_ddpm, tmp_path):
-    out = tmp_path / "v"
-    args = ["--ckpt", str(pvdm_ddpm), "--num_videos", "3", "--num_samples", "1", "--steps", "2", "--pred_frames", "6",
-            "--batch_size", "2", "--metrics", "psnr,ssim", "--device", "cpu", "--out", str(out)]
-    assert validate.main(args) == 0
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = validate_metrics(pvdm_ddpm, tmp_path / "v", 6)
     assert metrics["settings"]["rollout_clips"] == 2 and metrics["settings"]["guidance"] == 1.0
-    for key in ("model", "copy_last_frame", "first_stage_ceiling"):
-        assert len(metrics[key]["curves"]["psnr"]["mean"]) == 6
-    assert (out / "grid.png").is_file()
+    assert (tmp_path / "v" / "grid.png").is_file()
 
 
 def test_a_denoiser_needs_its_own_first_stage(first_stage_run, pvdm_first_stage, tmp_path, capsys):

@@ -81,16 +81,24 @@ def denoiser_config(model: DictConfig) -> Any:
     return type(schema)(**{k: v for k, v in values.items() if k in known})
 
 
-def prepare_config(cfg: DictConfig) -> None:
-    """Clips are cut to what the first stage was built for: K observed + its T frames, its resolution."""
-    source = first_stage_config(find_first_stage(cfg)).data  # the weights are read once, by the run
-    cfg.data.resolution = source.resolution
-    cfg.data.frames = int(cfg.model.cond_frames) + int(source.frames)
+def prepare_config(cfg: DictConfig, span: Optional[Callable[[DictConfig, DictConfig], int]] = None) -> None:
+    """Clips are cut to what the first stage was built for: K observed + its T frames (or
+    ``span(cfg, first_stage_config)`` frames, for a method that trains on longer clips), its resolution."""
+    source = first_stage_config(find_first_stage(cfg))  # the weights are read once, by the run
+    cfg.data.resolution = source.data.resolution
+    cfg.data.frames = (span or clip_span)(cfg, source)
 
 
-def trained_first_stage(cfg: DictConfig, kind: type, method: str) -> TrainedFirstStage:
+def clip_span(cfg: DictConfig, first_stage_cfg: DictConfig) -> int:
+    """The frames of a training clip: ``K = model.cond_frames`` observed + the first stage's ``T``."""
+    return int(cfg.model.cond_frames) + int(first_stage_cfg.data.frames)
+
+
+def trained_first_stage(cfg: DictConfig, kind: type, method: str,
+                        span: Optional[Callable[[DictConfig, DictConfig], int]] = None) -> TrainedFirstStage:
     """The first stage ``cfg`` builds on, checked: a ``kind`` model (the one ``method`` diffuses
-    the latents of) made for clips of ``data.resolution`` and ``data.frames - model.cond_frames``."""
+    the latents of) made for clips of ``data.resolution`` and ``data.frames - model.cond_frames``
+    frames (or whose ``span``, see :func:`prepare_config`, is ``data.frames``)."""
     path = find_first_stage(cfg)
     trained = load_first_stage(path)
     if not isinstance(trained.model, kind):
@@ -98,10 +106,10 @@ def trained_first_stage(cfg: DictConfig, kind: type, method: str) -> TrainedFirs
         raise ConfigError(f"model.net {cfg.model.net} ({method}) needs a {kind.__name__} first stage; {path} holds "
                           f"a '{arch}' one (train one with model.arch matching, or pick a model.net for it)")
     first_stage, run_cfg = trained.model, trained.config
-    if (run_cfg.data.resolution, int(cfg.model.cond_frames) + first_stage.frames) != (
-            cfg.data.resolution, cfg.data.frames):
+    frames = (span or clip_span)(cfg, run_cfg)
+    if (run_cfg.data.resolution, frames) != (cfg.data.resolution, cfg.data.frames):
         raise ConfigError(f"data.resolution/data.frames ({cfg.data.resolution}, {cfg.data.frames}) do not fit the "
-                          f"first stage {path} ({run_cfg.data.resolution}, cond_frames + {first_stage.frames})")
+                          f"first stage {path} ({run_cfg.data.resolution}, {frames} frames for its {first_stage.frames})")
     return trained
 
 

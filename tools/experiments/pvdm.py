@@ -46,16 +46,22 @@ class PVDMFirstStageConfig:
     eval_clips: int = 8  # held-out clips reconstructed, scored and shown at every sample step
 
 
-def build_autoencoder(cfg: DictConfig) -> PVDMAutoencoder:
-    """The autoencoder of ``model.pvdm``, made for the clips of ``data`` (frames and resolution)."""
-    values = OmegaConf.to_container(cfg.model.pvdm, resolve=True)
+def build_section_model(cfg: DictConfig, section: str, config_class: type, model_class: type) -> nn.Module:
+    """``model_class(config_class(**model.<section>))``, made for the clips of ``data`` (its frames
+    and resolution must match); a bad value is a one-line config error."""
+    values = OmegaConf.to_container(cfg.model[section], resolve=True)
     if (values["frames"], values["resolution"]) != (cfg.data.frames, cfg.data.resolution):
-        raise ConfigError(f"model.pvdm.frames/resolution ({values['frames']}, {values['resolution']}) must match "
+        raise ConfigError(f"model.{section}.frames/resolution ({values['frames']}, {values['resolution']}) must match "
                           f"data.frames/resolution ({cfg.data.frames}, {cfg.data.resolution})")
     try:  # models/ raises ValueError; for the user it is a config error (one line, exit 2)
-        return PVDMAutoencoder(PVDMAutoencoderConfig(**values))
+        return model_class(config_class(**values))
     except ValueError as err:
-        raise ConfigError(f"model.pvdm: {err}") from None
+        raise ConfigError(f"model.{section}: {err}") from None
+
+
+def build_autoencoder(cfg: DictConfig) -> PVDMAutoencoder:
+    """The autoencoder of ``model.pvdm``, made for the clips of ``data`` (frames and resolution)."""
+    return build_section_model(cfg, "pvdm", PVDMAutoencoderConfig, PVDMAutoencoder)
 
 
 def autoencoder_from_checkpoint(run_cfg: DictConfig, state: dict) -> PVDMAutoencoder:
@@ -67,10 +73,11 @@ class PVDMAutoencoderTask(TrainTask):
     """L1 + perceptual reconstruction loss (PVDM's autoencoder objective before its GAN fine-tune)."""
 
     ema_nets = ("model",)
+    build = staticmethod(build_autoencoder)  # cfg -> the autoencoder (a subclass trains another one)
 
     def __init__(self, cfg: DictConfig, device: torch.device) -> None:
         self.cfg, self.mcfg = cfg, cfg.model
-        self.model = build_autoencoder(cfg)
+        self.model = self.build(cfg)
         self.perceptual = build_perceptual_loss(PerceptualConfig(**self.mcfg.perceptual), device)
 
     def networks(self) -> dict[str, nn.Module]:
@@ -110,9 +117,10 @@ class PVDMAutoencoderTask(TrainTask):
         return motion_collapse_warnings(scalars)
 
 
-def run_first_stage(cfg: DictConfig, run_dir: Path, resume: bool) -> int:
+def run_first_stage(cfg: DictConfig, run_dir: Path, resume: bool,
+                    task_class: type[PVDMAutoencoderTask] = PVDMAutoencoderTask) -> int:
     train = build_dataset(cfg.data, "train", cfg.seed)
-    return run_training(lambda device: PVDMAutoencoderTask(cfg, device), cfg, run_dir, resume, train,
+    return run_training(lambda device: task_class(cfg, device), cfg, run_dir, resume, train,
                         sample_batch=held_out_batch(cfg))
 
 
