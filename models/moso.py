@@ -72,6 +72,11 @@ class MosoConfig:
     # needs no round trip through the object tokens. Decoding then needs the anchor frame, which
     # in prediction is the last observed frame (needs anchor: before: no future frame is read).
     pixel_warp: bool = False
+    # Inference only (no autograd): the per-frame 2D networks (the encoders' frame stacks, the decoder
+    # from the merge on) run on at most this many frames of the batch at a time; 0: all at once.
+    # Same FLOPs and codes, lower peak memory (docs/BENCHMARKS.md, issue 17). Training is not chunked:
+    # backward keeps every chunk's activations, so it would save nothing.
+    chunk_frames: int = 4
 
     def __post_init__(self) -> None:
         for key, allowed in (("anchor", ("first", "before")), ("object_input", ("clip", "anchor")),
@@ -79,6 +84,8 @@ class MosoConfig:
                              ("motion_input", ("difference", "matching"))):
             if getattr(self, key) not in allowed:
                 raise ValueError(f"model.vqvae.{key} must be one of {', '.join(allowed)}; got {getattr(self, key)!r}")
+        if self.chunk_frames < 0:
+            raise ValueError(f"model.vqvae.chunk_frames must be >= 0 (0: no chunks); got {self.chunk_frames}")
         if self.warp_window < 1 or self.warp_window % 2 == 0:
             raise ValueError(f"model.vqvae.warp_window must be a positive odd number; got {self.warp_window}")
         if self.pixel_warp and (self.merge != "warp" or self.anchor != "before"):
@@ -124,12 +131,26 @@ def decompose_inputs(video: torch.Tensor, anchor: torch.Tensor, low: float, high
     return {"scene": video * (1 - mask), "object": video * mask, "motion": diff}
 
 
+def chunks_of(size: int, chunk: int) -> list[slice]:
+    """Slices covering ``range(size)`` in runs of ``chunk``; one slice when ``chunk`` is 0 or covers
+    ``size``, or while autograd records (chunks would all be kept for backward)."""
+    if chunk <= 0 or chunk >= size or torch.is_grad_enabled():
+        return [slice(0, size)]
+    return [slice(start, min(start + chunk, size)) for start in range(0, size, chunk)]
+
+
+def per_frame(fn: nn.Module, frames: torch.Tensor, chunk: int) -> torch.Tensor:
+    """``fn`` of frames ``[N, C, H, W]`` (one image per row), run on ``chunk`` rows at a time."""
+    parts = chunks_of(frames.shape[0], chunk)
+    return fn(frames) if len(parts) == 1 else torch.cat([fn(frames[part]) for part in parts])
+
+
 class ClipEncoder(nn.Module):
     """Scene or object encoder: per-frame stack, temporal fusion, residual stack -> one map."""
 
     def __init__(self, cfg: MosoConfig, n_down: int, frames: int) -> None:
         super().__init__()
-        self.fusion = cfg.temporal_fusion
+        self.fusion, self.chunk = cfg.temporal_fusion, cfg.chunk_frames
         self.frame_stack = DownStack(3, cfg.hidden, n_down)
         fused_in = cfg.hidden * frames if self.fusion == "concat" else cfg.hidden
         self.fuse = nn.Conv2d(fused_in, cfg.hidden, 3, padding=1)
@@ -138,7 +159,7 @@ class ClipEncoder(nn.Module):
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         b = video.shape[0]
-        feats = self.frame_stack(rearrange(video, "b c t h w -> (b t) c h w"))
+        feats = per_frame(self.frame_stack, rearrange(video, "b c t h w -> (b t) c h w"), self.chunk)
         if self.fusion == "concat":
             feats = rearrange(feats, "(b t) c h w -> b (t c) h w", b=b)
         else:
@@ -151,6 +172,7 @@ class MotionEncoder(nn.Module):
 
     def __init__(self, cfg: MosoConfig) -> None:
         super().__init__()
+        self.chunk = cfg.chunk_frames
         if cfg.motion_input == "matching":  # input at the merge resolution: matching costs + difference
             self.frame_stack = DownStack(cfg.warp_window**2 + 3, cfg.hidden, cfg.down_motion - cfg.down_content)
         else:
@@ -161,10 +183,13 @@ class MotionEncoder(nn.Module):
 
     def forward(self, diff: torch.Tensor) -> torch.Tensor:
         b = diff.shape[0]
-        feats = self.frame_stack(rearrange(diff, "b c t h w -> (b t) c h w"))
+        feats = per_frame(self.frame_stack, rearrange(diff, "b c t h w -> (b t) c h w"), self.chunk)
         feats = self.attn(rearrange(feats, "(b t) c h w -> b c t h w", b=b))
-        feats = self.to_code(self.res(rearrange(feats, "b c t h w -> (b t) c h w")))
+        feats = per_frame(self.to_codes, rearrange(feats, "b c t h w -> (b t) c h w"), self.chunk)
         return rearrange(feats, "(b t) d h w -> b d t h w", b=b)
+
+    def to_codes(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.to_code(self.res(feats))
 
 
 class GatedMerge(nn.Module):
@@ -246,7 +271,7 @@ class OffsetWarp(nn.Module):
 class MergeDecoder(nn.Module):
     def __init__(self, cfg: MosoConfig) -> None:
         super().__init__()
-        hid = cfg.hidden
+        hid, self.chunk = cfg.hidden, cfg.chunk_frames
         self.from_code = nn.ModuleDict({k: nn.Conv2d(cfg.code_dim, hid, 1) for k in ("scene", "object", "motion")})
         self.to_content = nn.ModuleDict({
             "scene": resample_stack(hid, cfg.down_scene, cfg.down_content),
@@ -292,17 +317,31 @@ class MergeDecoder(nn.Module):
         scene_f = self._content("scene", scene[:, :, 0])
         object_f = self._content("object", obj[:, :, 0])
         motion_f = self._content("motion", rearrange(motion, "b d t h w -> (b t) d h w"))
-        scene_f = repeat(scene_f, "b c h w -> (b t) c h w", t=t)
         if self.warp is not None:
             weights = self.warp.weights(motion_f, t)
+        if self.to_keep is not None and force_gate is None and anchor is None:
+            raise ValueError("a pixel_warp first stage decodes from its codes *and* the anchor frame: pass anchor=")
+        motion_f = rearrange(motion_f, "(b t) c h w -> b t c h w", b=b)
+        parts = chunks_of(t, max(1, self.chunk // b))  # chunk_frames counts the frames of the whole batch
+        frames = [self._frames(motion_f[:, part], scene_f, object_f, None if weights is None else weights[:, part],
+                               force_gate, anchor) for part in parts]
+        return (frames[0] if len(frames) == 1 else torch.cat(frames, dim=2)), weights
+
+    def _frames(self, motion_f: torch.Tensor, scene_f: torch.Tensor, object_f: torch.Tensor,
+                weights: Optional[torch.Tensor], force_gate: Optional[float], anchor: Optional[torch.Tensor]
+                ) -> torch.Tensor:
+        """Frames ``[B, 3, t, H, W]`` of ``t`` frames' motion features ``[B, t, C, h, w]``, the clip's
+        scene and object features ``[B, C, h, w]`` and the frames' warp ``weights``."""
+        b, t = motion_f.shape[:2]
+        motion_f = rearrange(motion_f, "b t c h w -> (b t) c h w")
+        scene_f = repeat(scene_f, "b c h w -> (b t) c h w", t=t)
+        if weights is not None:
             object_f = self.warp.move(object_f, weights)
         else:
             object_f = repeat(object_f, "b c h w -> (b t) c h w", t=t)
         hidden = self.up(self.res(self.merge(motion_f, scene_f, object_f, force_gate)))
         frames = self.to_rgb(hidden)
         if self.to_keep is not None and force_gate is None:
-            if anchor is None:
-                raise ValueError("a pixel_warp first stage decodes from its codes *and* the anchor frame: pass anchor=")
             dilation = anchor.shape[-1] // scene_f.shape[-1]
             moved = self.warp.move(anchor.to(frames.dtype), weights, dilation=dilation, border="replicate")
             motion_up = F.interpolate(motion_f, scale_factor=dilation, mode="nearest") if dilation > 1 else motion_f
@@ -310,7 +349,7 @@ class MergeDecoder(nn.Module):
             moved = self.fine.move(moved, fine, border="replicate")
             keep = torch.sigmoid(self.to_keep(hidden))
             frames = keep * moved + (1 - keep) * frames
-        return rearrange(frames, "(b t) c h w -> b c t h w", b=b), weights
+        return rearrange(frames, "(b t) c h w -> b c t h w", b=b)
 
 
 COMPONENTS = ("scene", "object", "motion")
@@ -344,6 +383,14 @@ class MosoVQVAE(nn.Module):
     @property
     def codebook_size(self) -> int:
         return self.quantizer.codebook_size
+
+    def set_chunk_frames(self, chunk: int) -> None:
+        """Change ``cfg.chunk_frames`` of a built model (an inference setting; weights unchanged)."""
+        if chunk < 0:
+            raise ValueError(f"chunk_frames must be >= 0 (0: no chunks); got {chunk}")
+        self.cfg.chunk_frames = int(chunk)
+        for module in (*self.encoders.values(), self.decoder):
+            module.chunk = int(chunk)
 
     def latent_shapes(self) -> dict[str, tuple[int, ...]]:
         """Per-clip shapes ``(T', H', W')`` of the scene, object and motion token grids."""

@@ -23,6 +23,13 @@ Everything runs in one process, so the ratios are comparable even on a shared ma
   and peak memory (CUDA: ``max_memory_allocated``; CPU: live tensor storages, counted on a
   separate, untimed run at the smallest step count of each sampler, because counting slows the
   run down; the sampler's memory does not grow with its step count).
+* **sampling code paths** (``--sample_variant baseline``): the code path before issue 17
+  (contiguous weights, PyTorch's own 3D-convolution kernel choice, no first-stage frame chunks)
+  on copies of the same weights, timed round-robin with the default path (the one validate.py
+  samples with); ``--doc docs/BENCHMARKS.md`` writes the comparison with issue 17's targets
+  (speed-up, peak memory, DDPM step ratio) into the document's ``bench-targets`` block.
+  ``--threads`` sets torch's thread count (on a machine whose cores other jobs share, one thread
+  per process avoids the oversubscription that makes two-thread timings swing tenfold).
 * **data loading**: ``scripts/bench_data.py`` (seek-based clip decoding against a full-decode
   baseline), run in this process.
 
@@ -35,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import datetime
 import json
 import os
@@ -44,6 +52,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
@@ -55,9 +64,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from measure_memory import LiveTensorMemory, random_batch, state_tensors, untrained_first_stage  # noqa: E402
 from models.diffusion.guidance import GuidedDenoiser  # noqa: E402
+from models.fast_conv import plain_conv3d  # noqa: E402
+from models.memory_format import to_memory_format  # noqa: E402
+from models.rsvp_predictor import RSVPPredictor  # noqa: E402
 from tools.distributed import resolve_device  # noqa: E402
 from tools.flops import flop_counter  # noqa: E402
 from tools.hardware import cpu_model  # noqa: E402
+from tools.pretrained import inference_layout  # noqa: E402
 from tools.registry import experiment_config, get_experiment  # noqa: E402
 from tools.trainer import Trainer, move_to_device  # noqa: E402
 
@@ -286,8 +299,34 @@ def bench_train(configs: dict[str, DictConfig], device: torch.device, folder: Pa
 # Sampling
 
 
+@dataclass
+class SamplingPath:
+    """One code path of ``DDPMTask.predict``: the predictor it samples with and the context it runs in."""
+
+    name: str
+    predictor: Any
+    context: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+
+
+def sampling_paths(task: Any, net: torch.nn.Module, variants: Sequence[str]) -> list[SamplingPath]:
+    """``default``: the path ``validate.py`` samples with (``tools.pretrained.load_predictor``: every
+    network in its inference layout; oneDNN 3D convolutions; the first stage's frame chunks), then
+    each of ``variants``. ``baseline``: the code path before issue 17, on copies of the same
+    weights: contiguous weights, PyTorch's own 3D-convolution choice, no frame chunks."""
+    paths = [SamplingPath("default", inference_layout(task.predictor(net)))]
+    for name in variants:
+        if name != "baseline":
+            raise ValueError(f"unknown sampling variant {name!r}; known: baseline")
+        space, plain_net = copy.deepcopy(task.space), copy.deepcopy(net)
+        space.first_stage.set_chunk_frames(0)
+        for module in (space, plain_net):
+            to_memory_format(module, "contiguous")
+        paths.append(SamplingPath(name, RSVPPredictor(space, task.diffusion, plain_net, task.cond_frames), plain_conv3d))
+    return paths
+
+
 def bench_sampling(trainer: Trainer, device: torch.device, samplers: Sequence[str], step_counts: Sequence[int],
-                   *, repeats: int = 1, track_memory: bool = True) -> list[dict[str, Any]]:
+                   *, repeats: int = 1, track_memory: bool = True, variants: Sequence[str] = ()) -> list[dict[str, Any]]:
     """Latency and peak memory of ``DDPMTask.predict`` for one clip per sampler and step count.
 
     The observed frames are encoded by the first stage, the sampler runs on the EMA denoiser (what
@@ -295,62 +334,85 @@ def bench_sampling(trainer: Trainer, device: torch.device, samplers: Sequence[st
     the Trainer's precision (bf16 autocast on CUDA by default). One untimed warm-up call first;
     ``latency_s`` is the fastest of ``repeats``. FLOPs: encode + decode + steps x one denoiser
     call (two under classifier-free guidance), each counted once; the scheduler's own
-    elementwise arithmetic is not counted.
+    elementwise arithmetic is not counted. ``variants`` (:func:`sampling_paths`) are timed
+    round-robin with the default path, repetition by repetition, and their frames compared with
+    its frames (``max_abs_diff_vs_default``); ``time_vs_default`` = their latency / the default's.
     """
     task, cfg = trainer.task, trainer.cfg
     net = trainer.ctx.eval_net("model").eval()
     k, r = task.cond_frames, int(cfg.data.resolution)
     observed = (torch.rand(1, 3, k, r, r, generator=torch.Generator().manual_seed(0)) * 2 - 1).to(device)
-    resident = [t for m in (net, task.space, task.diffusion) for t in [*m.parameters(), *m.buffers()]] + [observed]
+    paths = sampling_paths(task, net, variants)
 
-    def predict(sampler: str, steps: int) -> torch.Tensor:
+    def resident(path: SamplingPath) -> list[torch.Tensor]:
+        p = path.predictor
+        return [t for m in (p.net, p.space, p.diffusion) for t in [*m.parameters(), *m.buffers()]] + [observed]
+
+    def predict(path: SamplingPath, sampler: str, steps: int) -> torch.Tensor:
         generator = torch.Generator().manual_seed(0)
-        with trainer.ctx.autocast():
-            return task.predict(net, observed, generator, sampler=sampler, steps=steps)
+        with path.context(), trainer.ctx.autocast():
+            return path.predictor.predict(observed, generator, sampler=sampler, steps=steps)
 
-    predict(samplers[0], 1)
-    cond = task.space.condition(observed)
+    frames = {path.name: predict(path, samplers[0], 1) for path in paths}  # warm-up, and the outputs compared
+    space = paths[0].predictor.space
+    cond = space.condition(observed)
     motion = torch.zeros(1, *cond["motion"].shape[1:], device=device)
     t = torch.full((1,), task.diffusion.num_timesteps - 1, device=device)
     # one sampler step = one guided call (two denoiser passes when guidance is not 0 or 1)
-    denoise = GuidedDenoiser(net, cond, float(task.diffusion.cfg.guidance), 1, device)
+    denoise = GuidedDenoiser(paths[0].predictor.net, cond, float(task.diffusion.cfg.guidance), 1, device)
     flops = {}
-    for part, fn in (("encode", lambda: task.space.condition(observed)), ("decode", lambda: task.space.decode(cond, motion)),
+    for part, fn in (("encode", lambda: space.condition(observed)), ("decode", lambda: space.decode(cond, motion)),
                      ("denoiser", lambda: denoise(motion, t))):
         counter = flop_counter()
         with torch.no_grad(), trainer.ctx.autocast(), counter:
             fn()
         flops[part] = int(counter.get_total_flops())
-    with trainer.ctx.autocast():
-        encode_s = min(timed(lambda: task.space.condition(observed), device) for _ in range(repeats))
-        decode_s = min(timed(lambda: task.space.decode(cond, motion), device) for _ in range(repeats))
+    encode_s = {path.name: [] for path in paths}
+    decode_s = {path.name: [] for path in paths}
+    for _ in range(repeats):
+        for path in paths:
+            p = path.predictor
+            with path.context(), trainer.ctx.autocast():
+                encode_s[path.name].append(timed(lambda: p.space.condition(observed), device))
+                decode_s[path.name].append(timed(lambda: p.space.decode(cond, motion), device))
     rows = []
     for sampler in samplers:
         for steps in step_counts:
-            peak = None
-            if device.type == "cuda":
-                with peak_memory(device, resident) as measured:
-                    times = [timed(lambda: predict(sampler, steps), device) for _ in range(repeats)]
-                peak = measured["bytes"]
-            else:  # counting live tensors on the CPU slows the run: untimed, once per sampler below
-                times = [timed(lambda: predict(sampler, steps), device) for _ in range(repeats)]
+            times: dict[str, list[float]] = {path.name: [] for path in paths}
+            peaks: dict[str, Optional[int]] = {path.name: None for path in paths}
+            for _ in range(repeats):
+                for path in paths:
+                    if device.type == "cuda":
+                        with peak_memory(device, resident(path)) as measured:
+                            times[path.name].append(timed(lambda: predict(path, sampler, steps), device))
+                        peaks[path.name] = max(peaks[path.name] or 0, measured["bytes"])
+                    else:  # counting live tensors on the CPU slows the run: untimed, once per sampler below
+                        times[path.name].append(timed(lambda: predict(path, sampler, steps), device))
             total = flops["encode"] + flops["decode"] + int(steps) * flops["denoiser"]
-            rows.append({"resolution": r, "frames": task.space.frames, "cond_frames": k, "sampler": sampler,
-                         "steps": int(steps), "latency_s": min(times), "latency_s_all": times,
-                         "first_stage_encode_s": encode_s, "first_stage_decode_s": decode_s,
-                         "flops": total, "flops_encode": flops["encode"], "flops_decode": flops["decode"],
-                         "flops_per_denoiser_step": flops["denoiser"], "achieved_flops_per_s": total / min(times),
-                         "precision": str(cfg.train.precision),
-                         "peak_memory_bytes": peak,
-                         "peak_memory_kind": "cuda max_memory_allocated (own tensors)" if peak is not None else None})
+            for path in paths:
+                latency = min(times[path.name])
+                rows.append({"variant": path.name, "resolution": r, "frames": task.space.frames, "cond_frames": k,
+                             "sampler": sampler, "steps": int(steps), "latency_s": latency,
+                             "latency_s_all": times[path.name],
+                             "time_vs_default": latency / min(times["default"]),
+                             "max_abs_diff_vs_default": float((frames[path.name] - frames["default"]).abs().max()),
+                             "first_stage_encode_s": min(encode_s[path.name]),
+                             "first_stage_decode_s": min(decode_s[path.name]),
+                             "flops": total, "flops_encode": flops["encode"], "flops_decode": flops["decode"],
+                             "flops_per_denoiser_step": flops["denoiser"], "achieved_flops_per_s": total / latency,
+                             "precision": str(cfg.train.precision),
+                             "peak_memory_bytes": peaks[path.name],
+                             "peak_memory_kind": "cuda max_memory_allocated (own tensors)" if device.type == "cuda" else None})
         if device.type == "cpu" and track_memory:
             # Counting slows the run: once per sampler, at 2 steps (the multistep history exists by then).
-            with peak_memory(device, resident) as measured:
-                predict(sampler, min(2, min(step_counts)))
-            for row in rows:
-                if row["sampler"] == sampler:
-                    row["peak_memory_bytes"] = measured["bytes"]
-                    row["peak_memory_kind"] = f"live tensor storages (counted at {min(2, min(step_counts))} steps)"
+            at = min(2, min(step_counts))
+            for path in paths:
+                with peak_memory(device, resident(path)) as measured:
+                    predict(path, sampler, at)
+                for row in rows:
+                    if row["sampler"] == sampler and row["variant"] == path.name:
+                        row["peak_memory_bytes"] = measured["bytes"]
+                        row["peak_memory_kind"] = f"live tensor storages (counted at {at} steps)"
     return rows
 
 
@@ -467,7 +529,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             print(f"[bench] sampling {setup['ddpm']} ...", flush=True)
             trainer = build_trainer(run_config("ddpm", setup["ddpm"], dd_base), device, folder / f"sample_{label}")
             for row in bench_sampling(trainer, device, args.samplers.split(","),
-                                      [int(s) for s in args.sample_steps.split(",")], repeats=args.sample_repeats):
+                                      [int(s) for s in args.sample_steps.split(",")], repeats=args.sample_repeats,
+                                      variants=args.sample_variant):
                 results["sampling"].append({"config": setup["ddpm"], **row})
             del trainer
     if "data" in sections:
@@ -484,9 +547,63 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
         if row["variant"] == "base":
             key = f"{row['exp']}{'_clips' if row['input'] == 'clips' and row['exp'] == 'ddpm' else ''}_{row['resolution']}"
             out[f"{key}_ratio"] = row["ratio"]
+    for row in results["sampling"]:
+        base = baseline_of(results, row)
+        if row["variant"] == "default" and base is not None:
+            key = f"sampling_{row['resolution']}_{row['sampler']}_{row['steps']}"
+            out[f"{key}_speedup_vs_baseline"] = base["latency_s"] / row["latency_s"]
+            if row["peak_memory_bytes"] and base["peak_memory_bytes"]:
+                out[f"{key}_peak_vs_baseline"] = row["peak_memory_bytes"] / base["peak_memory_bytes"]
     if "data" in results:
         out["data_speedup"] = {k: v["wall"] for k, v in results["data"].get("speedup", {}).items()}
     return out
+
+
+def baseline_of(results: dict[str, Any], row: dict[str, Any]) -> Optional[dict[str, Any]]:
+    """The ``baseline`` sampling row of the same resolution, sampler and step count, if any."""
+    same = [r for r in results["sampling"] if r["variant"] == "baseline"
+            and (r["resolution"], r["sampler"], r["steps"]) == (row["resolution"], row["sampler"], row["steps"])]
+    return same[0] if same else None
+
+
+# Issue 17's targets: prediction >= 1.4x faster than the baseline path, peak memory down by a third,
+# the DDPM training step at >= 50 % of the dense matmul rate.
+TARGETS = {"speedup": 1.4, "peak_ratio": 2 / 3, "train_ratio": 0.5}
+
+
+def targets_markdown(results: dict[str, Any]) -> str:
+    """The issue-17 comparison as Markdown (``--doc`` writes it into docs/BENCHMARKS.md)."""
+    dev = results["device"]
+    lines = [f"Command: `{results['command']}` ({results.get('wall_s', 0):.0f} s). Machine: {dev['name']}, "
+             f"torch {dev['torch']}, {dev['threads']} torch thread(s); {results['date']}.", "",
+             "| code path | res | sampler | steps | latency | encode | decode | peak memory | max abs diff of the frames vs default |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in results["sampling"]:
+        lines.append(f"| {r['variant']} | {r['resolution']} | {r['sampler']} | {r['steps']} | {r['latency_s']:.2f} s | "
+                     f"{r['first_stage_encode_s']:.2f} s | {r['first_stage_decode_s']:.2f} s | "
+                     f"{gib(r['peak_memory_bytes'])} GiB | {r['max_abs_diff_vs_default']:.1e} |")
+    lines.append("")
+    for r in results["sampling"]:
+        base = baseline_of(results, r)
+        if r["variant"] != "default" or base is None:
+            continue
+        speedup = base["latency_s"] / r["latency_s"]
+        met = "met" if speedup >= TARGETS["speedup"] else f"not met: {TARGETS['speedup'] / speedup:.2f}x short"
+        lines.append(f"- {r['resolution']}x{r['resolution']} {r['sampler']} {r['steps']} steps: the default path is "
+                     f"**{speedup:.2f}x** as fast as the baseline (target >= {TARGETS['speedup']}x: {met}).")
+        if r["peak_memory_bytes"] and base["peak_memory_bytes"]:
+            ratio = r["peak_memory_bytes"] / base["peak_memory_bytes"]
+            met = "met" if ratio <= TARGETS["peak_ratio"] else f"not met by {100 * (ratio - TARGETS['peak_ratio']):.0f} points"
+            lines.append(f"  Peak memory {gib(r['peak_memory_bytes'])} GiB against {gib(base['peak_memory_bytes'])} GiB "
+                         f"= **{100 * ratio:.0f} %** of the baseline (target <= 67 %: {met}).")
+    for r in results["train"]:
+        if r["exp"] == "ddpm" and r["input"] == "tokens" and r["variant"] == "base":
+            met = "met" if r["ratio"] >= TARGETS["train_ratio"] else "not met"
+            lines.append(f"- DDPM training step ({r['resolution']}x{r['resolution']}, batch {r['batch_size']}, "
+                         f"{r['compute_dtype']}): {r['flops_per_step'] / 1e9:.1f} GFLOP in {r['step_s']:.3f} s = "
+                         f"{r['achieved_flops_per_s'] / 1e9:.1f} GFLOP/s = **{100 * r['ratio']:.1f} %** of the dense "
+                         f"matmul rate ({r['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s; target >= 50 %: {met}).")
+    return "\n".join(lines)
 
 
 def gib(n: Optional[int]) -> str:
@@ -507,12 +624,13 @@ def print_tables(results: dict[str, Any]) -> None:
               f"{100 * r['ratio']:>6.1f}%{r['speedup_vs_base']:>7.2f}{gib(r['peak_memory_bytes']):>9}")
     if results["sampling"]:
         print("\nsampling one clip (encode observed frames, sampler, decode)")
-        print(f"{'res':>4}{'frames':>7}{'sampler':>8}{'steps':>6}{'latency s':>11}{'encode s':>10}{'decode s':>10}"
-              f"{'GFLOP':>9}{'GFLOP/s':>9}{'peak GiB':>9}")
+        print(f"{'variant':<10}{'res':>4}{'frames':>7}{'sampler':>8}{'steps':>6}{'latency s':>11}{'encode s':>10}"
+              f"{'decode s':>10}{'GFLOP':>9}{'GFLOP/s':>9}{'peak GiB':>9}{'t/default':>10}")
         for r in results["sampling"]:
-            print(f"{r['resolution']:>4}{r['frames']:>7}{r['sampler']:>8}{r['steps']:>6}{r['latency_s']:>11.3f}"
-                  f"{r['first_stage_encode_s']:>10.3f}{r['first_stage_decode_s']:>10.3f}{r['flops'] / 1e9:>9.1f}"
-                  f"{r['achieved_flops_per_s'] / 1e9:>9.1f}{gib(r['peak_memory_bytes']):>9}")
+            print(f"{r['variant']:<10}{r['resolution']:>4}{r['frames']:>7}{r['sampler']:>8}{r['steps']:>6}"
+                  f"{r['latency_s']:>11.3f}{r['first_stage_encode_s']:>10.3f}{r['first_stage_decode_s']:>10.3f}"
+                  f"{r['flops'] / 1e9:>9.1f}{r['achieved_flops_per_s'] / 1e9:>9.1f}{gib(r['peak_memory_bytes']):>9}"
+                  f"{r['time_vs_default']:>10.2f}")
     if "data" in results:
         for stride, ratio in results["data"].get("speedup", {}).items():
             print(f"data loading {stride}: seek-based loader / full decode = {ratio['wall']:.2f}x clips/s, "
@@ -541,6 +659,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--sample_steps", default="20,50")
     parser.add_argument("--sample_repeats", type=int, default=None, help="timed samples per row, fastest kept "
                         "(default 2; quick 1)")
+    parser.add_argument("--sample_variant", action="append", default=[], choices=["baseline"],
+                        help="sampling code path to time round-robin against the default one: baseline = before "
+                             "issue 17 (contiguous weights, PyTorch's 3D-conv choice, no frame chunks)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    parser.add_argument("--doc", help="write the issue-17 comparison into this Markdown file's bench-targets block")
     parser.add_argument("--fs_override", dest="overrides", action="append", default=[], metavar="key=value",
                         help="extra first-stage config override (repeatable)")
     parser.add_argument("--ddpm_override", dest="ddpm_overrides", action="append", default=[], metavar="key=value",
@@ -554,6 +677,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args.sample_repeats = 1 if args.quick else 2
     if args.quick and args.samplers == "ddpm,ddim,dpm" and args.sample_steps == "20,50":
         args.samplers, args.sample_steps = "dpm", "20"
+    if args.threads:
+        torch.set_num_threads(args.threads)
     start = time.perf_counter()
     results = run(args)
     results["wall_s"] = time.perf_counter() - start
@@ -562,6 +687,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     out.write_text(json.dumps(results, indent=2))
     print_tables(results)
     print(f"wrote {out} ({results['wall_s']:.0f} s)")
+    if args.doc:
+        from doc_block import replace_block
+
+        replace_block(Path(args.doc), "bench-targets", targets_markdown(results))
+        print(f"wrote the bench-targets block of {args.doc}")
     ddpm = [r for r in results["train"] if r["exp"] == "ddpm" and r["variant"] == "base" and r["input"] == "tokens"]
     if ddpm:
         r = ddpm[-1]

@@ -133,3 +133,25 @@ def test_quick_cli_run(tmp_path):
     assert proc.stdout.strip().splitlines()[-1].startswith("DDPM training step")
     results = json.loads(out.read_text())
     assert results["data"]["speedup"] and results["sampling"] and len(results["train"]) == 2
+
+
+def test_sampling_baseline_path_is_timed_beside_the_default(tiny_first_model, tmp_path):
+    trainer = bench.build_trainer(ddpm_config(tiny_first_model), CPU, tmp_path)
+    paths = bench.sampling_paths(trainer.task, trainer.ctx.eval_net("model"), ["baseline"])
+    default, baseline = (p.predictor for p in paths)
+    assert default.space.first_stage.cfg.chunk_frames > 0 and baseline.space.first_stage.cfg.chunk_frames == 0
+    conv = next(p for p in default.net.parameters() if p.dim() == 5)
+    assert conv.is_contiguous(memory_format=torch.channels_last_3d) and not conv.is_contiguous()
+    assert all(p.is_contiguous() for p in [*baseline.net.parameters(), *baseline.space.parameters()])
+    rows = bench.bench_sampling(trainer, CPU, ["dpm"], [2], variants=["baseline"])
+    assert [r["variant"] for r in rows] == ["default", "baseline"]
+    assert rows[0]["max_abs_diff_vs_default"] == 0 and rows[1]["max_abs_diff_vs_default"] < 1e-3
+    assert all(r["peak_memory_bytes"] > 0 and r["latency_s"] > 0 for r in rows)
+    results = {"sampling": rows, "train": [], "command": "python scripts/bench.py", "date": "today",
+               "device": bench.device_info(CPU)}
+    summary = bench.summary(results)
+    assert summary["sampling_32_dpm_2_speedup_vs_baseline"] == pytest.approx(rows[1]["latency_s"] / rows[0]["latency_s"])
+    text = bench.targets_markdown(results)
+    assert "| baseline | 32 | dpm | 2 |" in text and "as fast as the baseline (target >= 1.4x" in text
+    with pytest.raises(ValueError, match="baseline"):
+        bench.sampling_paths(trainer.task, trainer.ctx.eval_net("model"), ["fastest"])

@@ -307,7 +307,7 @@ def config_diff(old: DictConfig, new: DictConfig) -> dict[str, tuple[Any, Any]]:
 RESUMABLE_KEYS = (
     "train.max_steps", "train.log_every", "train.ckpt_every", "train.sample_every", "train.keep_last",
     "train.batch_size", "train.grad_accum", "train.precision", "train.grad_clip", "train.ema_decay", "*.optim.*",
-    "train.compile", "train.channels_last", "train.find_unused_parameters",
+    "train.compile", "train.channels_last", "train.find_unused_parameters", "model.vqvae.chunk_frames",
     "data.path", "data.num_workers", "data.cache_dir", "device", "results_dir", "out", "model.eval_clips",
 )
 

@@ -11,6 +11,10 @@ helpers, so the CPU kernel is counted by the same convention as the CUDA ones:
 * backward: five such products (scores recomputed, dV, dP, dQ, dK), 2.5x the forward
   (``sdpa_backward_flop_count``).
 
+``aten.mkldnn_convolution`` (oneDNN's convolution, which ``models/fast_conv.py`` calls directly for
+fp32 CPU inputs; its backward is ``convolution_backward``, counted by torch) gets torch's
+convolution formula.
+
 Like torch's formulas they count the dense products only: no softmax, scaling or masking, and a
 causal or masked call counts as unmasked. Every other operator the RSVP stages run that has no
 formula does elementwise, normalisation, pooling or optimizer work, which torch's convention
@@ -19,7 +23,7 @@ leaves uncounted (tests/test_flops.py lists what was checked).
 from __future__ import annotations
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
+from torch.utils.flop_counter import FlopCounterMode, conv_flop_count, sdpa_backward_flop_count, sdpa_flop_count
 
 aten = torch.ops.aten
 
@@ -35,10 +39,16 @@ def cpu_sdpa_backward_flop(grad_out_shape, query_shape, key_shape, value_shape, 
     return sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
 
 
+def mkldnn_conv_flop(x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
+    """``mkldnn_convolution(input, weight, bias, padding, stride, dilation, groups)``."""
+    return conv_flop_count(x_shape, w_shape, out_shape, transposed=False)
+
+
 # Operator packet -> formula over argument shapes (FlopCounterMode's ``custom_mapping`` format).
 EXTRA_FORMULAS = {
     aten._scaled_dot_product_flash_attention_for_cpu: cpu_sdpa_flop,
     aten._scaled_dot_product_flash_attention_for_cpu_backward: cpu_sdpa_backward_flop,
+    aten.mkldnn_convolution: mkldnn_conv_flop,
 }
 
 

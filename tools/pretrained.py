@@ -4,7 +4,8 @@ A checkpoint's saved config names the experiment that wrote it (``exp``); the ex
 registry entry says how its checkpoints become a first stage (``Experiment.first_stage``) or a
 predictor (``Experiment.load_predictor``). This module is the one place that finds, reads and
 checks such checkpoints; every problem is a :class:`CheckpointError` or :class:`ConfigError`
-(one ``error:`` line and exit status 2 in every entry point).
+(one ``error:`` line and exit status 2 in every entry point). What it loads only runs inference,
+so its networks come in their fastest inference layout (:func:`models.memory_format.for_inference`).
 """
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ from typing import Any, NamedTuple
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
 from models.interface import FirstStage, Predictor
+from models.memory_format import for_inference
 from tools.checkpoint import last_checkpoint_path, load_checkpoint
 from tools.config import ConfigError
 from tools.registry import FirstStageEntry, get_experiment, load_experiments
@@ -63,7 +66,7 @@ def load_first_stage(path: str | Path, map_location: str | torch.device = "cpu")
     state = load_checkpoint(path, map_location, exps=_experiments_with("first_stage"))
     config = OmegaConf.create(state["config"])
     entry = get_experiment(str(config.exp)).for_config(config).first_stage
-    return TrainedFirstStage(entry.build(config, state), config, state, entry)
+    return TrainedFirstStage(inference_layout(entry.build(config, state)), config, state, entry)
 
 
 def first_stage_config(path: str | Path) -> DictConfig:
@@ -84,4 +87,13 @@ def load_predictor(path: str | Path, device: torch.device, raw_weights: bool = F
     config = OmegaConf.create(state["config"])
     predictor = get_experiment(str(config.exp)).for_config(config).load_predictor(state, device,
                                                                                   raw_weights=raw_weights)
-    return TrainedPredictor(predictor, config)
+    return TrainedPredictor(inference_layout(predictor), config)
+
+
+def inference_layout(obj: Any) -> Any:
+    """``obj`` (a module, or an object holding modules, such as a predictor) with every network in
+    its fastest inference layout, in place; returns ``obj``."""
+    modules = [obj] if isinstance(obj, nn.Module) else [v for v in vars(obj).values() if isinstance(v, nn.Module)]
+    for module in modules:
+        for_inference(module)
+    return obj

@@ -114,6 +114,7 @@ from torch.utils.data import default_collate
 from tqdm import tqdm
 
 from models.ema import EMA
+from models.memory_format import to_channels_last
 from tools.checkpoint import (FORMAT, CheckpointError, find_resume_checkpoint, has_checkpoint,
                               last_checkpoint_path, load_checkpoint, save_run_checkpoint)
 from tools.config import ConfigError, resume_changes, save_config
@@ -226,19 +227,6 @@ def resolve_precision(precision: str, device: torch.device) -> tuple[Optional[to
     if precision == "fp16":
         return torch.float16, True
     raise ValueError(f"unknown precision '{precision}': expected auto, fp32, bf16 or fp16")
-
-
-def to_channels_last(module: nn.Module) -> nn.Module:
-    """Store ``module``'s 5-D parameters/buffers channels_last_3d and 4-D ones channels_last, in place.
-
-    (``Module.to(memory_format=...)`` takes one format for both ranks and fails on the other.)
-    """
-    formats = {4: torch.channels_last, 5: torch.channels_last_3d}
-    with torch.no_grad():
-        for tensor in [*module.parameters(), *module.buffers()]:
-            if tensor.dim() in formats:
-                tensor.data = tensor.data.contiguous(memory_format=formats[tensor.dim()])
-    return module
 
 
 def move_to_device(batch: Any, device: torch.device) -> Any:

@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from models.fast_conv import Conv3d
+
 
 def group_norm(channels: int, groups: int = 32) -> nn.GroupNorm:
     # gcd keeps any width legal (tiny test nets included); 32 groups for the usual multiples of 32.
@@ -22,7 +24,8 @@ def group_norm(channels: int, groups: int = 32) -> nn.GroupNorm:
 
 
 def conv_nd(in_channels: int, out_channels: int, kernel: Sequence[int], stride: Sequence[int] | int = 1) -> nn.Module:
-    """``Conv2d`` for a 2-long kernel, ``Conv3d`` for a 3-long one; 'same' padding."""
+    """``Conv2d`` for a 2-long kernel, ``Conv3d`` for a 3-long one (:mod:`models.fast_conv`:
+    oneDNN on the CPU at every batch size); 'same' padding."""
     kernel = tuple(int(k) for k in kernel)
     if any(k % 2 == 0 for k in kernel):
         raise ValueError(f"convolution kernels must be odd, got {kernel}")
@@ -30,7 +33,7 @@ def conv_nd(in_channels: int, out_channels: int, kernel: Sequence[int], stride: 
     if len(kernel) == 2:
         return nn.Conv2d(in_channels, out_channels, kernel, stride=stride, padding=padding)
     if len(kernel) == 3:
-        return nn.Conv3d(in_channels, out_channels, kernel, stride=stride, padding=padding)
+        return Conv3d(in_channels, out_channels, kernel, stride=stride, padding=padding)
     raise ValueError(f"kernel must have 2 or 3 entries, got {kernel}")
 
 
