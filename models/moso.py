@@ -36,6 +36,10 @@ from models.blocks import DownStack, ResidualStack, TemporalSelfAttention, UpSta
 from models.quantizers import build_quantizer
 
 
+# MosoConfig fields that change how a built model runs, not its weights (may differ from a checkpoint's).
+INFERENCE_ONLY = ("chunk_frames",)
+
+
 @dataclass
 class MosoConfig:
     name: str = "moso_vqvae"

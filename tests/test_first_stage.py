@@ -62,6 +62,12 @@ def test_gan_refuses_a_different_architecture(first_stage_run, tmp_path, capsys)
     assert not (tmp_path / "gan_main_shapes_42").exists()  # no half-made run folder left behind
 
 
+def test_gan_accepts_a_different_inference_setting(first_stage_run, tmp_path):
+    """chunk_frames changes how the model runs, not its weights: a GAN run may set it differently."""
+    assert main.main(["--exp", "gan", "--first_stage_folder", str(first_stage_run), f"results_dir={tmp_path}",
+                      *TINY, "model.vqvae.chunk_frames=1", "train.max_steps=1", "train.sample_every=0"]) == 0
+
+
 def test_extract_then_decode_reproduces_reconstruction(first_stage_run, tmp_path, capsys):
     out = tmp_path / "tokens"
     args = ["--exp", "extract", "--first_model", str(first_stage_run / "model_last.pth"), "--data", "shapes",

@@ -59,7 +59,8 @@ def test_first_stage_command_trains_the_pvdm_autoencoder(pvdm_first_stage):
     clip = torch.rand(2, 3, 4, 32, 32) * 2 - 1
     with torch.no_grad():
         latent = trained.model.encode(clip)["codes"]
-        assert latent.shape == (2, 4, 8 * 8 + 2 * 4 * 8) and trained.model.decode(latent).shape == clip.shape
+        channels = trained.config.model.pvdm.embed_dim
+        assert latent.shape == (2, channels, 8 * 8 + 2 * 4 * 8) and trained.model.decode(latent).shape == clip.shape
     samples = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert any("eval/psnr" in r and "decomp/temporal_variance_ratio" in r for r in samples)
 

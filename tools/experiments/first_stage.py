@@ -20,7 +20,7 @@ from losses.perceptual import PerceptualConfig, build_perceptual_loss
 from losses.reconstruction import reconstruction_loss
 from models.discriminators import ClipDiscriminator, FrameDiscriminator
 from models.latent_space import SemanticTokens
-from models.moso import MosoConfig, MosoVQVAE
+from models.moso import INFERENCE_ONLY, MosoConfig, MosoVQVAE
 from tools.checkpoint import load_net_state, with_trained_weights
 from tools.config import ConfigError, OptimConfig
 from tools.datasets import build_dataset
@@ -214,8 +214,10 @@ def _initial_weights(cfg: DictConfig) -> tuple[dict, int]:
     """The first-stage weights a GAN run starts from, and how many steps they were trained for."""
     path = find_first_stage(cfg)
     source = load_first_stage(path)
-    mine = OmegaConf.to_container(cfg.model.vqvae, resolve=True)
-    theirs = OmegaConf.to_container(source.config.model.vqvae, resolve=True)
+    # Inference-only settings (e.g. chunk_frames, absent from older checkpoints) may differ.
+    mine = {k: v for k, v in OmegaConf.to_container(cfg.model.vqvae, resolve=True).items() if k not in INFERENCE_ONLY}
+    theirs = {k: v for k, v in OmegaConf.to_container(source.config.model.vqvae, resolve=True).items()
+              if k not in INFERENCE_ONLY}
     data = source.config.data
     if mine != theirs or data.frames != cfg.data.frames or data.resolution != cfg.data.resolution:
         diff = {k: (theirs.get(k), v) for k, v in mine.items() if theirs.get(k) != v}
