@@ -32,7 +32,7 @@ def plot_curves(runs: Mapping[str, dict], path: str | Path, title: str | None = 
             if metric not in curves:
                 continue
             x = curves.get("horizon") or list(range(1, len(curves[metric]["mean"]) + 1))
-            color = f"C{i}"
+            color = f"C{i}" if len(curves_by_run) <= 10 else plt.get_cmap("tab20")(i % 20)
             mean, best = curves[metric]["mean"], curves[metric].get("best_of_n")
             ax.plot(x, mean, color=color, marker="o", ms=3, label=f"{label} (mean)")
             if best is not None and best != mean:
@@ -40,12 +40,16 @@ def plot_curves(runs: Mapping[str, dict], path: str | Path, title: str | None = 
         ax.set_xlabel("predicted frame (horizon)")
         ax.set_ylabel(Y_LABELS.get(metric, metric))
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
+    if len(curves_by_run) <= 4:
+        axes[0][0].legend(fontsize=7)
+    else:  # many runs: one legend beside the panels, where it hides no curve
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        fig.legend(handles, labels, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path

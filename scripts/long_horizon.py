@@ -44,10 +44,15 @@ def collect(runs: dict[str, dict]) -> dict:
         if r["copy_last_frame"]["curves"]["psnr"]["mean"] != baseline["psnr"]["mean"]:
             raise SystemExit(f"{name}'s copy-last-frame curve differs from the others': not the same videos")
     curves = {BASELINE: baseline}
+    curves.update({name: r["model"]["curves"] for name, r in runs.items()})
+    # Methods that share a first stage share its ceiling: one curve, named after all of them.
+    ceilings: dict[str, tuple[list[str], dict]] = {}
     for name, r in runs.items():
-        curves[name] = r["model"]["curves"]
         if "first_stage_ceiling" in r:
-            curves[f"{name} first-stage ceiling"] = r["first_stage_ceiling"]["curves"]
+            key = json.dumps(r["first_stage_ceiling"]["curves"], sort_keys=True)
+            ceilings.setdefault(key, ([], r["first_stage_ceiling"]["curves"]))[0].append(name)
+    for names, ceiling in ceilings.values():
+        curves[f"first-stage ceiling of {', '.join(names)}"] = ceiling
     s = first["settings"]
     return {"protocol": {"num_videos": s["num_videos"], "num_samples": {n: r["settings"]["num_samples"]
                                                                          for n, r in runs.items()},

@@ -28,12 +28,22 @@ def test_table_and_plot(tmp_path, capsys):
     out = tmp_path / "lh.json"
     assert main([f"A={a}", f"B={b}", "--json", str(out), "--png", str(tmp_path / "lh.png")]) == 0
     result = json.loads(out.read_text())
-    assert set(result["curves"]) == {"copy last frame", "A", "A first-stage ceiling", "B", "B first-stage ceiling"}
+    assert set(result["curves"]) == {"copy last frame", "A", "B", "first-stage ceiling of A",
+                                     "first-stage ceiling of B"}
     assert result["table"]["psnr"]["A"] == {"1": 21.0, "2": 20.5, "4": 19.5, "6": 18.5, "8": 17.5}
     assert result["table"]["psnr"]["copy last frame"]["8"] == 13.0
     printed = capsys.readouterr().out
     assert "| A | 21.0000 | 20.5000 | 19.5000 | 18.5000 | 17.5000 |" in printed and "![long-horizon curves](lh.png)" in printed
     assert (tmp_path / "lh.png").stat().st_size > 0
+
+
+def test_methods_on_one_first_stage_share_one_ceiling_curve(tmp_path):
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(metrics([1.0] * 4, [2.0] * 4, [3.0] * 4)))
+    b.write_text(json.dumps(metrics([1.5] * 4, [2.0] * 4, [3.0] * 4)))
+    assert main([f"A={a}", f"B={b}", "--json", str(tmp_path / "x.json")]) == 0
+    curves = json.loads((tmp_path / "x.json").read_text())["curves"]
+    assert [k for k in curves if "ceiling" in k] == ["first-stage ceiling of A, B"]
 
 
 def test_runs_under_different_protocols_are_refused(tmp_path):
