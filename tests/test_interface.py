@@ -19,7 +19,7 @@ from models.interface import FirstStage, Predictor, first_stage_ceiling, rollout
 from tests.tiny_configs import TINY_DDPM
 from tools.checkpoint import FORMAT, CheckpointError, atomic_torch_save
 from tools.config import ConfigError, DataConfig, RunConfig, ShapesConfig
-from tools.pretrained import load_first_stage, load_predictor
+from tools.pretrained import inference_layout, load_first_stage, load_predictor
 from tools.registry import EXPERIMENTS, Experiment, experiment_config, get_experiment, register_experiment
 from tools.video_io import to_uint8
 
@@ -59,7 +59,8 @@ def test_validate_writes_what_the_experiments_predictor_predicts(ddpm_ckpt, tmp_
     args = ["--ckpt", str(ddpm_ckpt), "--num_videos", "3", "--num_samples", "2", "--steps", "2", "--pred_frames", "6",
             "--batch_size", "2", "--metrics", "psnr", "--device", "cpu", "--seed", "3", "--out", str(tmp_path / "v")]
     assert validate.main(args) == 0
-    predictor = get_experiment("ddpm").load_predictor(ddpm_ckpt, CPU)  # the experiment owns its loading
+    # The experiment owns its loading; tools.pretrained then puts the networks in their inference layout.
+    predictor = inference_layout(get_experiment("ddpm").load_predictor(ddpm_ckpt, CPU))
     _, cfg = load_predictor(ddpm_ckpt, CPU)
     data = OmegaConf.merge(cfg.data, {"frames": 2 + 6})
     from tools.datasets import build_dataset
