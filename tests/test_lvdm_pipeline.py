@@ -14,7 +14,7 @@ from models.lvdm_autoencoder import LVDMAutoencoder
 from models.lvdm_predictor import HierarchicalPredictor, LVDMPredictor, VideoLatentSpace
 from tests.pipeline_checks import (assert_prediction_ignores_the_future, future_changed, losses, randomize,
                                    validate_metrics)
-from tests.tiny_configs import TINY_DDPM
+from tests.tiny_configs import TINY_AUTOENCODER_RUN, TINY_DDPM
 from tools.config import ConfigError
 from tools.pretrained import load_first_stage, load_predictor
 from tools.registry import experiment_config
@@ -24,9 +24,7 @@ CPU = torch.device("cpu")
 
 TINY_LVDM = [
     "--config", str(REPO / "configs/first_stage/lvdm_shapes32.yaml"),
-    "data.resolution=32", "data.frames=4", "data.num_workers=0", "data.shapes.num_train=16", "data.shapes.num_test=4",
-    "train.batch_size=2", "train.log_every=1", "train.ckpt_every=2", "train.sample_every=2",
-    "train.optim.schedule=constant", "train.optim.warmup_steps=0",
+    *TINY_AUTOENCODER_RUN,
     "model.lvdm.channels=8", "model.lvdm.max_mult=2",
     "model.perceptual.random_backbone=true", "model.perceptual.frames=2", "model.eval_clips=2",
 ]

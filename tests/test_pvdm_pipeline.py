@@ -14,7 +14,7 @@ from models.pvdm_autoencoder import PVDMAutoencoder
 from models.pvdm_predictor import PVDMPredictor
 from tests.pipeline_checks import (assert_prediction_ignores_the_future, future_changed, losses, randomize,
                                    validate_metrics)
-from tests.tiny_configs import TINY_DDPM
+from tests.tiny_configs import TINY_AUTOENCODER_RUN, TINY_DDPM
 from tools.pretrained import first_stage_config, load_first_stage, load_predictor
 from tools.registry import experiment_config
 
@@ -23,9 +23,7 @@ CPU = torch.device("cpu")
 
 TINY_PVDM = [
     "--config", str(REPO / "configs/first_stage/pvdm_shapes32.yaml"),
-    "data.resolution=32", "data.frames=4", "data.num_workers=0", "data.shapes.num_train=16", "data.shapes.num_test=4",
-    "train.batch_size=2", "train.log_every=1", "train.ckpt_every=2", "train.sample_every=2",
-    "train.optim.schedule=constant", "train.optim.warmup_steps=0",
+    *TINY_AUTOENCODER_RUN,
     "model.pvdm.dim=16", "model.pvdm.heads=2", "model.pvdm.depth=1", "model.pvdm.decoder_depth=1",
     "model.pvdm.proj_depth=1", "model.pvdm.proj_heads=2", "model.pvdm.proj_mlp_dim=16",
     "model.perceptual.random_backbone=true", "model.perceptual.frames=2", "model.eval_clips=2",

@@ -26,3 +26,10 @@ TINY_DDPM = [
 ]
 # Per denoiser (model.net): the settings of its own schema that TINY_DDPM leaves at their defaults.
 TINY_NET = {"rsvp_s2": [], "rsvp_s1": [], "rsvp_m": ["model.unet.context_channels=16"]}
+
+# The data and training settings of a tiny baseline-autoencoder run (PVDM, LVDM), its model sizes aside.
+TINY_AUTOENCODER_RUN = [
+    "data.resolution=32", "data.frames=4", "data.num_workers=0", "data.shapes.num_train=16", "data.shapes.num_test=4",
+    "train.batch_size=2", "train.log_every=1", "train.ckpt_every=2", "train.sample_every=2",
+    "train.optim.schedule=constant", "train.optim.warmup_steps=0",
+]

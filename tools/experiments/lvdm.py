@@ -22,7 +22,6 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from losses.perceptual import PerceptualConfig
 from models.diffusion import DiffusionConfig
 from models.lvdm_autoencoder import LVDMAutoencoder, LVDMAutoencoderConfig
 from models.lvdm_predictor import HierarchicalPredictor, LVDMObjectiveConfig, LVDMPredictor, VideoLatentSpace
@@ -31,18 +30,15 @@ from tools.checkpoint import load_checkpoint, with_trained_weights
 from tools.config import ConfigError
 from tools.experiments.ddpm import (LatentDiffusionTask, denoiser_config, load_latent_diffusion, prepare_config,
                                     run_latent_diffusion, trained_first_stage)
-from tools.experiments.pvdm import PVDMAutoencoderTask, build_section_model, run_first_stage
+from tools.experiments.pvdm import AutoencoderLossConfig, PVDMAutoencoderTask, build_section_model, run_first_stage
 from tools.registry import Experiment, FirstStageEntry
 
 
 # ----------------------------------------------------------------------------- first stage
 @dataclass
-class LVDMFirstStageConfig:
+class LVDMFirstStageConfig(AutoencoderLossConfig):
     arch: str = "lvdm"
     lvdm: LVDMAutoencoderConfig = field(default_factory=LVDMAutoencoderConfig)
-    l1_weight: float = 1.0
-    perceptual: PerceptualConfig = field(default_factory=PerceptualConfig)
-    eval_clips: int = 8  # held-out clips reconstructed, scored and shown at every sample step
 
 
 def build_autoencoder(cfg: DictConfig) -> LVDMAutoencoder:

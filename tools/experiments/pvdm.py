@@ -38,12 +38,18 @@ from tools.trainer import StepContext, TrainTask
 
 # ----------------------------------------------------------------------------- first stage
 @dataclass
-class PVDMFirstStageConfig:
-    arch: str = "pvdm"
-    pvdm: PVDMAutoencoderConfig = field(default_factory=PVDMAutoencoderConfig)
+class AutoencoderLossConfig:
+    """The training settings every baseline autoencoder shares (its ``arch`` and sizes aside)."""
+
     l1_weight: float = 1.0
     perceptual: PerceptualConfig = field(default_factory=PerceptualConfig)
     eval_clips: int = 8  # held-out clips reconstructed, scored and shown at every sample step
+
+
+@dataclass
+class PVDMFirstStageConfig(AutoencoderLossConfig):
+    arch: str = "pvdm"
+    pvdm: PVDMAutoencoderConfig = field(default_factory=PVDMAutoencoderConfig)
 
 
 def build_section_model(cfg: DictConfig, section: str, config_class: type, model_class: type) -> nn.Module:
