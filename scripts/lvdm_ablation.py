@@ -52,6 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--pred_frames", type=int, default=32)
     parser.add_argument("--num_videos", type=int, default=64)
     parser.add_argument("--num_samples", type=int, default=4)
+    parser.add_argument("--sampler", help="sampler (default: each checkpoint's)")
     parser.add_argument("--steps", type=int, help="sampling steps (default: each checkpoint's)")
     parser.add_argument("--metrics", default="psnr,ssim,st_lpips")
     parser.add_argument("--seed", type=int, default=0)
@@ -61,6 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out)
     common = ["--pred_frames", str(args.pred_frames), "--num_videos", str(args.num_videos), "--num_samples",
               str(args.num_samples), "--metrics", args.metrics, "--seed", str(args.seed)]
+    common += ["--sampler", args.sampler] if args.sampler else []
     common += ["--steps", str(args.steps)] if args.steps else []
     common += ["--device", args.device] if args.device else []
     runs = []

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Reproduce docs/RESULTS.md: the whole pipeline on the built-in `shapes` data at 32x32
 # (4 observed -> 8 predicted frames): the first stage (configs/first_stage/warp_shapes32.yaml) and
-# its checklist (scripts/first_stage_report.py), PVDM's autoencoder at the same step budget
-# (configs/first_stage/pvdm_shapes32.yaml), then RSVP-S2, RSVP-S1, RSVP-M and PVDM (with its own
-# diffusion settings and with RSVP's) trained at
+# its checklist (scripts/first_stage_report.py), PVDM's and LVDM's autoencoders at the same step
+# budget (configs/first_stage/{pvdm,lvdm}_shapes32.yaml), then RSVP-S2, RSVP-S1, RSVP-M, PVDM and
+# LVDM (the baselines with their own diffusion settings and with RSVP's) trained at
 # equal budget and validated under one protocol beside the copy-last-frame baseline, and every
-# method's long rollout (4 observed -> LONG_FRAMES predicted; scripts/long_horizon.py), and the
-# latent-scale ablation (scripts/scale_ablation.sh);
+# method's long rollout (4 observed -> LONG_FRAMES predicted; scripts/long_horizon.py), the
+# latent-scale ablation (scripts/scale_ablation.sh) and LVDM's long-horizon ablation
+# (scripts/lvdm_ablation.sh: hierarchy, perturbation, guidance);
 # optionally the 64x64, 16-frame first stage and its checklist (FS64_STEPS > 0).
 #   bash scripts/reproduce_shapes.sh            # about an hour on 2 quiet CPU cores; minutes on a GPU
 # Settings (environment): OUT (results/reproduce_shapes), FS_STEPS, GAN_STEPS (0: no GAN fine-tune),
@@ -51,15 +52,23 @@ timed_stage "$OUT/stage_times.txt" "first stage PVDM" python main.py --exp first
     --config configs/first_stage/pvdm_shapes32.yaml "${common[@]}" --id reproduce_pvdm train.max_steps="$FS_STEPS"
 first_runs+=("$OUT/first_stage_reproduce_pvdm_shapes_42")
 export PVDM_FIRST_MODEL="$OUT/first_stage_reproduce_pvdm_shapes_42/model_last.pth"
+timed_stage "$OUT/stage_times.txt" "first stage LVDM" python main.py --exp first_stage \
+    --config configs/first_stage/lvdm_shapes32.yaml "${common[@]}" --id reproduce_lvdm train.max_steps="$FS_STEPS"
+first_runs+=("$OUT/first_stage_reproduce_lvdm_shapes_42")
+export LVDM_FIRST_MODEL="$OUT/first_stage_reproduce_lvdm_shapes_42/model_last.pth"
 bash scripts/compare_variants.sh
 bash scripts/scale_ablation.sh
 reports+=(--attach "Latent scale: measured on all codes or on the motion codes only (scripts/scale_ablation.sh)=$OUT/scale_ablation.md")
 if [ "$LONG_FRAMES" -gt 0 ]; then
+  bash scripts/lvdm_ablation.sh
+  cp "$OUT/lvdm_ablation/ablation.png" "$(dirname "$DOC")/lvdm_ablation.png"
+  reports+=(--attach "LVDM ablation: $K observed -> $LONG_FRAMES predicted frames (scripts/lvdm_ablation.sh)=$OUT/lvdm_ablation.txt")
   cp "$OUT/long_horizon.png" "$(dirname "$DOC")/long_horizon.png"
   reports+=(--attach "Long horizon: $K observed -> $LONG_FRAMES predicted frames (scripts/long_horizon.py)=$OUT/long_horizon.txt")
 fi
 python scripts/write_results.py "RSVP-S2=$OUT/validate_s2/metrics.json" "RSVP-S1=$OUT/validate_s1/metrics.json" \
     "RSVP-M=$OUT/validate_m/metrics.json" "PVDM=$OUT/validate_pvdm/metrics.json" \
-    "PVDM (v, cosine)=$OUT/validate_pvdm_v/metrics.json" --out "$DOC" --stage_times "$OUT/stage_times.txt" \
+    "PVDM (v, cosine)=$OUT/validate_pvdm_v/metrics.json" "LVDM=$OUT/validate_lvdm/metrics.json" \
+    "LVDM (v, cosine)=$OUT/validate_lvdm_v/metrics.json" --out "$DOC" --stage_times "$OUT/stage_times.txt" \
     --first_stage "${first_runs[@]}" "${reports[@]}" ${README:+--readme "$README"} \
     --command "FS_STEPS=$FS_STEPS GAN_STEPS=$GAN_STEPS FS64_STEPS=$FS64_STEPS NUM_TRAIN=$NUM_TRAIN STEPS=$STEPS NUM_VIDEOS=$NUM_VIDEOS NUM_SAMPLES=$NUM_SAMPLES LONG_FRAMES=$LONG_FRAMES LONG_SAMPLES=$LONG_SAMPLES bash scripts/reproduce_shapes.sh"
