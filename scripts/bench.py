@@ -312,13 +312,15 @@ def sampling_paths(task: Any, net: torch.nn.Module, variants: Sequence[str]) -> 
     """``default``: the path ``validate.py`` samples with (``tools.pretrained.load_predictor``: every
     network in its inference layout; oneDNN 3D convolutions; the first stage's frame chunks), then
     each of ``variants``. ``baseline``: the code path before issue 17, on copies of the same
-    weights: contiguous weights, PyTorch's own 3D-convolution choice, no frame chunks."""
+    weights: contiguous weights, PyTorch's own 3D-convolution choice, no frame chunks, every frame of
+    the pseudo-clip encoded (no reuse of repeated frames)."""
     paths = [SamplingPath("default", inference_layout(task.predictor(net)))]
     for name in variants:
         if name != "baseline":
             raise ValueError(f"unknown sampling variant {name!r}; known: baseline")
         space, plain_net = copy.deepcopy(task.space), copy.deepcopy(net)
         space.first_stage.set_chunk_frames(0)
+        space.first_stage.set_reuse_repeats(False)
         for module in (space, plain_net):
             to_memory_format(module, "contiguous")
         paths.append(SamplingPath(name, RSVPPredictor(space, task.diffusion, plain_net, task.cond_frames), plain_conv3d))
