@@ -13,6 +13,7 @@ or over the last ``context_steps`` time steps.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Any, Optional
 
@@ -22,6 +23,11 @@ from einops import rearrange
 from models.interface import pseudo_clip
 from models.tubelet_autoencoder import TubeletAutoencoder, tokens_per_step
 from models.tubelet_transformer import TubeletTransformer, generate
+
+
+# The diffusion methods' options that validate.py and the comparison scripts pass to every predictor
+# (--sampler, --steps, --guidance, --snap): ignored here, with a warning, and listed in settings().
+DIFFUSION_OPTIONS = ("sampler", "steps", "guidance", "snap")
 
 
 @dataclass
@@ -52,11 +58,15 @@ class TubeletPredictor:
         self.step_frames = first_stage.tubelet[0]
 
     def _options(self, sample_options: dict[str, Any]) -> TubeletSamplingConfig:
-        unknown = sorted(set(sample_options) - set(asdict(self.sampling)))
+        options = {k: v for k, v in sample_options.items() if k not in DIFFUSION_OPTIONS}
+        ignored = sorted(set(sample_options) - set(options))
+        if ignored:
+            warnings.warn(f"the tubelet transformer ignores the diffusion sampling options {ignored}")
+        unknown = sorted(set(options) - set(asdict(self.sampling)))
         if unknown:
             raise ValueError(f"sampling options {unknown} do not apply to the tubelet transformer; its options are "
                              f"{sorted(asdict(self.sampling))} (defaults: the checkpoint's model.sampling)")
-        return TubeletSamplingConfig(**{**asdict(self.sampling), **sample_options})
+        return TubeletSamplingConfig(**{**asdict(self.sampling), **options})
 
     def _context(self, observed: torch.Tensor) -> torch.Tensor:
         """The latest observed frames that fill whole time steps (``K`` rounded down to the tubelet length)."""
@@ -105,4 +115,6 @@ class TubeletPredictor:
         return self._decode_after(self.tokens(self._context(observed)), self.tokens(padded), frames)
 
     def settings(self, **sample_options: Any) -> dict[str, Any]:
-        return {f"sampling_{k}": v for k, v in asdict(self._options(sample_options)).items()}
+        ignored = sorted(k for k in sample_options if k in DIFFUSION_OPTIONS)
+        return {**{f"sampling_{k}": v for k, v in asdict(self._options(sample_options)).items()},
+                "ignored_sample_options": ignored}

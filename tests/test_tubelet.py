@@ -183,7 +183,10 @@ def test_predictor_interface_rollout_and_cache_equality():
     assert predictor.reconstruct(observed, rand(2, 3, 4, 16, 16)).shape == (2, 3, 4, 16, 16)
     assert predictor.settings(top_k=3)["sampling_top_k"] == 3
     with pytest.raises(ValueError, match="do not apply"):
-        predictor.predict(observed, torch.Generator().manual_seed(5), steps=2)
+        predictor.predict(observed, torch.Generator().manual_seed(5), beams=2)
+    with pytest.warns(UserWarning, match="ignores the diffusion sampling options"):  # validate.py --sampler/--steps
+        assert torch.equal(predictor.predict(observed, torch.Generator().manual_seed(5), sampler="dpm", steps=2), a)
+    assert predictor.settings(steps=2)["ignored_sample_options"] == ["steps"]
     with pytest.raises(ValueError, match="one tubelet"):
         predictor.predict(observed[:, :, :1])
 

@@ -140,9 +140,29 @@ def test_transformer_checkpoint_is_a_predictor(transformer):
 def test_validate_runs_the_transformer(transformer, tmp_path, pred_frames):
     """One clip, and 3x the predicted frames of training (one autoregressive pass, ALiBi)."""
     args = ["--ckpt", str(transformer), "--num_videos", "3", "--pred_frames", str(pred_frames), "--batch_size", "2",
-            "--metrics", "psnr,ssim", "--device", "cpu", "--out", str(tmp_path / "v")]
+            "--metrics", "psnr,ssim", "--device", "cpu", "--out", str(tmp_path / "v"),
+            "--sampler", "dpm", "--steps", "2"]  # as scripts/lib_stages.sh passes them: ignored
     assert validate.main(args) == 0
     result = json.loads((tmp_path / "v" / "metrics.json").read_text())
     for key in ("model", "copy_last_frame", "first_stage_ceiling"):
         assert len(result[key]["curves"]["psnr"]["mean"]) == pred_frames
     assert result["settings"]["sampling_kv_cache"] is True and result["settings"]["pred_frames"] == pred_frames
+    assert result["settings"]["ignored_sample_options"] == ["sampler", "steps"]
+
+
+@pytest.mark.parametrize("name", ["shapes32", "shapes64", "ucf101_256", "sky256"])
+def test_shipped_configs_build_and_fit_each_other(name):
+    """Each first-stage config builds its autoencoder; its transformer config's clips are whole tubelets."""
+    from omegaconf import OmegaConf
+
+    from tools.experiments.tubelet import TransformerTask, build_autoencoder, sequence_span
+    from tools.registry import experiment_config
+
+    fs_cfg = experiment_config("first_stage", REPO / f"configs/first_stage/tubelet_{name}.yaml")
+    tr_cfg = experiment_config("transformer", REPO / f"configs/transformer/tubelet_{name}.yaml")
+    assert sequence_span(tr_cfg, OmegaConf.create(OmegaConf.to_container(fs_cfg, resolve=True))) == tr_cfg.model.frames
+    ae = build_autoencoder(fs_cfg)
+    assert ae.codebook_size == 1000 and tr_cfg.data.resolution == fs_cfg.data.resolution
+    if name.startswith("shapes"):  # the 256x256 transformer is 39M parameters: not built here
+        task = TransformerTask(tr_cfg, ae)
+        assert task.net.vocab == 1000 and task.observed_tokens == 64 * (4 // ae.tubelet[0])
