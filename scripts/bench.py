@@ -1,6 +1,6 @@
 """Performance benchmark: training-step FLOP/s against dense matmul, sampling latency, data loading.
 
-    python scripts/bench.py [--quick] [--device cpu|cuda] [--out bench.json] [--sections train,sample,data]
+    python scripts/bench.py [--quick] [--device cpu|cuda] [--out bench.json] [--sections train,sample,data,ar]
 
 Everything runs in one process, so the ratios are comparable even on a shared machine:
 
@@ -30,6 +30,12 @@ Everything runs in one process, so the ratios are comparable even on a shared ma
   (speed-up, peak memory, DDPM step ratio) into the document's ``bench-targets`` block.
   ``--threads`` sets torch's thread count (on a machine whose cores other jobs share, one thread
   per process avoids the oversubscription that makes two-thread timings swing tenfold).
+* **autoregressive sampling** (``--sections ar``, not in the default sections): the tubelet
+  baseline's prediction (encode the observed frames, sample the future tokens, decode;
+  docs/TUBELET.md) of ``--ar_frames`` frames after 4 observed ones with its KV cache and with the
+  whole sequence recomputed for every token, on the same random weights and generator seed:
+  latency of each, the speed-up, and whether both sampled the same frames. The cache makes a
+  prediction's cost grow linearly with its length, recomputation quadratically.
 * **data loading**: ``scripts/bench_data.py`` (seek-based clip decoding against a full-decode
   baseline), run in this process.
 
@@ -88,6 +94,9 @@ FULL_SETUPS = {
 }
 # Quick run: the shapes configs, made smaller so that everything fits 2 minutes on 2 CPU cores.
 QUICK_SETUPS = {"64": {"first_stage": "configs/first_stage/moso_shapes64.yaml", "ddpm": "configs/ddpm/rsvp_s2_shapes64.yaml"}}
+# Autoregressive sampling (--sections ar): the tubelet baseline's shapes configs (docs/TUBELET.md).
+AR_SETUP = {"first_stage": "configs/first_stage/tubelet_shapes32.yaml",
+            "transformer": "configs/transformer/tubelet_shapes32.yaml"}
 QUICK_OVERRIDES = {
     "first_stage": ["train.batch_size=2", "model.perceptual.frames=1"],
     "ddpm": ["train.batch_size=4"],
@@ -419,6 +428,48 @@ def bench_sampling(trainer: Trainer, device: torch.device, samplers: Sequence[st
 
 
 # --------------------------------------------------------------------------------------------
+# Autoregressive sampling
+
+
+def bench_ar_sampling(cfg: DictConfig, device: torch.device, pred_frames: Sequence[int],
+                      repeats: int = 1) -> list[dict[str, Any]]:
+    """Latency of the tubelet transformer's prediction of one clip (``pred_frames`` frames after the
+    config's observed ones) with the KV cache and with full recomputation; fastest of ``repeats``
+    after one untimed warm-up; the same generator seed for both."""
+    from models.interface import rollout
+    from models.tubelet_autoencoder import tokens_per_step
+
+    task = get_experiment(str(cfg.exp)).build_task(cfg, device)
+    task.first_stage.to(device)
+    predictor = inference_layout(task.predictor(task.net.to(device).eval()))
+    k, r = task.cond_frames, int(cfg.data.resolution)
+    observed = (torch.rand(1, 3, k, r, r, generator=torch.Generator().manual_seed(0)) * 2 - 1).to(device)
+
+    def predict(frames: int, cache: bool) -> torch.Tensor:
+        return rollout(predictor, observed, frames, torch.Generator().manual_seed(0), kv_cache=cache)
+
+    predict(predictor.step_frames, True)  # warm-up
+    rows = []
+    for frames in pred_frames:
+        outputs, times = {}, {True: [], False: []}
+        for _ in range(repeats):
+            for cache in (True, False):
+                synchronize(device)
+                start = time.perf_counter()
+                outputs[cache] = predict(frames, cache)
+                synchronize(device)
+                times[cache].append(time.perf_counter() - start)
+        tokens = -(-frames // predictor.step_frames) * tokens_per_step(predictor.first_stage)
+        for cache in (True, False):
+            rows.append({"variant": "kv_cache" if cache else "recompute", "resolution": r, "cond_frames": k,
+                         "pred_frames": int(frames), "trained_frames": int(cfg.model.frames),
+                         "tokens_sampled": tokens, "latency_s": min(times[cache]), "latency_s_all": times[cache],
+                         "speedup_of_cache": min(times[False]) / min(times[True]),
+                         "same_frames": bool(torch.equal(outputs[True], outputs[False]))})
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
 # Data loading
 
 
@@ -535,6 +586,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                       variants=args.sample_variant):
                 results["sampling"].append({"config": setup["ddpm"], **row})
             del trainer
+    if "ar" in sections:
+        print(f"[bench] autoregressive sampling {AR_SETUP['transformer']} ...", flush=True)
+        first_model = untrained_first_stage(ROOT / AR_SETUP["first_stage"], folder / "tubelet.pth",
+                                            ["data.num_workers=0", *args.ar_fs_overrides])
+        cfg = run_config("transformer", AR_SETUP["transformer"], ["data.num_workers=0", f"first_model={first_model}",
+                                                                  *args.ar_overrides])
+        results["ar_sampling"] = bench_ar_sampling(cfg, device, [int(f) for f in args.ar_frames.split(",")],
+                                                   repeats=args.sample_repeats)
     if "data" in sections:
         print("[bench] data loading (scripts/bench_data.py) ...", flush=True)
         results["data"] = bench_data_loading(args.quick, folder)
@@ -556,6 +615,9 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
             out[f"{key}_speedup_vs_baseline"] = base["latency_s"] / row["latency_s"]
             if row["peak_memory_bytes"] and base["peak_memory_bytes"]:
                 out[f"{key}_peak_vs_baseline"] = row["peak_memory_bytes"] / base["peak_memory_bytes"]
+    for row in results.get("ar_sampling", []):
+        if row["variant"] == "kv_cache":
+            out[f"ar_{row['resolution']}_{row['pred_frames']}_kv_cache_speedup"] = row["speedup_of_cache"]
     if "data" in results:
         out["data_speedup"] = {k: v["wall"] for k, v in results["data"].get("speedup", {}).items()}
     return out
@@ -633,6 +695,14 @@ def print_tables(results: dict[str, Any]) -> None:
                   f"{r['latency_s']:>11.3f}{r['first_stage_encode_s']:>10.3f}{r['first_stage_decode_s']:>10.3f}"
                   f"{r['flops'] / 1e9:>9.1f}{r['achieved_flops_per_s'] / 1e9:>9.1f}{gib(r['peak_memory_bytes']):>9}"
                   f"{r['time_vs_default']:>10.2f}")
+    if results.get("ar_sampling"):
+        print("\nautoregressive sampling, tubelet transformer (encode observed frames, sample tokens, decode)")
+        print(f"{'variant':<11}{'res':>4}{'observed':>9}{'predicted':>10}{'trained':>8}{'tokens':>7}{'latency s':>11}"
+              f"{'cache x':>8}{'same':>6}")
+        for r in results["ar_sampling"]:
+            print(f"{r['variant']:<11}{r['resolution']:>4}{r['cond_frames']:>9}{r['pred_frames']:>10}"
+                  f"{r['trained_frames']:>8}{r['tokens_sampled']:>7}{r['latency_s']:>11.3f}{r['speedup_of_cache']:>8.2f}"
+                  f"{str(r['same_frames']):>6}")
     if "data" in results:
         for stride, ratio in results["data"].get("speedup", {}).items():
             print(f"data loading {stride}: seek-based loader / full decode = {ratio['wall']:.2f}x clips/s, "
@@ -646,7 +716,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small shapes configs, 64x64 only, no variants (~1-2 min on 2 CPU cores)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--out", default="results/bench.json")
-    parser.add_argument("--sections", default="train,sample,data", help="any of train,sample,data")
+    parser.add_argument("--sections", default="train,sample,data",
+                        help="any of train,sample,data,ar (ar: the tubelet transformer's sampling with and without "
+                             "its KV cache)")
+    parser.add_argument("--ar_frames", default="8,32", help="ar: predicted frames per timed prediction (default "
+                                                             "%(default)s; the config trains on 4 + 8)")
+    parser.add_argument("--ar_override", dest="ar_overrides", action="append", default=[], metavar="key=value",
+                        help="ar: extra transformer config override (repeatable)")
+    parser.add_argument("--ar_fs_override", dest="ar_fs_overrides", action="append", default=[], metavar="key=value",
+                        help="ar: extra tubelet first-stage config override (repeatable)")
     parser.add_argument("--resolutions", default="64,256", help="full run: UCF-101 config resolutions")
     parser.add_argument("--skip", default="", help="parts to leave out, e.g. first_stage@256,ddpm_clips@64,sample@256")
     parser.add_argument("--fs_batch", type=int, help="first-stage batch size (default: the config's)")
