@@ -1,6 +1,7 @@
 """Performance benchmark: training-step FLOP/s against dense matmul, sampling latency, data loading.
 
     python scripts/bench.py [--quick] [--device cpu|cuda] [--out bench.json] [--sections train,sample,data,ar]
+                            [--methods rsvp,pvdm,lvdm]
 
 Everything runs in one process, so the ratios are comparable even on a shared machine:
 
@@ -30,6 +31,18 @@ Everything runs in one process, so the ratios are comparable even on a shared ma
   (speed-up, peak memory, DDPM step ratio) into the document's ``bench-targets`` block.
   ``--threads`` sets torch's thread count (on a machine whose cores other jobs share, one thread
   per process avoids the oversubscription that makes two-thread timings swing tenfold).
+* **the baselines side by side** (``--methods rsvp,pvdm,lvdm``; default ``rsvp``, the rows above
+  alone): PVDM's and LVDM's 256x256 UCF-101 configs (``--quick``: their shapes64 ones), untrained
+  first stage and denoiser built as RSVP's are. Per method: the DDPM training step from clips (the
+  baselines train so: each step encodes its clips with the frozen first stage; batch
+  ``--baseline_batch``, default 2, since their configs' 64 / 32 do not fit a CPU; compare per clip)
+  through the same ``bench_train``, and the prediction of one clip (the method's own ``K`` observed
+  frames, 16 predicted at 256x256) timed round-robin with RSVP's paths in the same
+  ``bench_sampling`` loop: latency, encode / decode split, FLOPs, peak memory. Their rows carry
+  ``method``; the summary and ``--doc`` add the RSVP / PVDM and RSVP / LVDM latency and per-clip
+  training-step ratios. ``--skip pvdm@256`` leaves out a training step, ``pvdm_sample@256`` a
+  prediction; ``--method_override`` / ``--method_fs_override METHOD:key=value`` change a baseline's
+  configs.
 * **autoregressive sampling** (``--sections ar``, not in the default sections): the tubelet
   baseline's prediction (encode the observed frames, sample the future tokens, decode;
   docs/TUBELET.md) of ``--ar_frames`` frames after 4 observed ones with its KV cache and with the
