@@ -147,7 +147,8 @@ def distinct_rows(frames: torch.Tensor) -> Optional[tuple[torch.Tensor, torch.Te
     """For rows ``[N, ...]``: (the mask of rows that differ from their predecessor, each row's index
     among those), or None when no row repeats its predecessor. A prediction's pseudo-clip repeats
     the last observed frame ``T - K`` times, and so do MOSO's encoder inputs of those frames."""
-    if frames.shape[0] < 2:
+    if frames.shape[0] < 2 or type(frames) is not torch.Tensor or frames.device.type == "meta" \
+            or torch.compiler.is_compiling():  # fake / meta tensors and tracing have no values to compare
         return None
     same = (frames[1:] == frames[:-1]).flatten(1).all(dim=1)
     if not bool(same.any()):
