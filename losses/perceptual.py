@@ -24,7 +24,7 @@ from torch import nn
 from evaluation.lpips_metric import backbone_url, build_lpips
 from evaluation.st_lpips import build_st_lpips
 from evaluation.weights import MissingWeightsError
-from tools.config import ConfigError
+from models.errors import ConfigError
 
 BACKENDS = ("auto", "lpips", "st_lpips")
 

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.fast_conv import Conv3d
 from models.unets.config import coerce_config
 from models.unets.layers import group_norm
 
@@ -53,8 +54,9 @@ class LVDMAutoencoderConfig:
 
 
 def conv3d(cin: int, cout: int, kernel: int = 3, stride: tuple[int, int, int] | int = 1) -> nn.Conv3d:
-    """A 3D convolution padded by repeating the border (replicate) in t, h and w."""
-    return nn.Conv3d(cin, cout, kernel, stride=stride, padding=kernel // 2, padding_mode="replicate")
+    """A 3D convolution padded by repeating the border (replicate) in t, h and w (``models.fast_conv``:
+    oneDNN on the CPU at every batch size)."""
+    return Conv3d(cin, cout, kernel, stride=stride, padding=kernel // 2, padding_mode="replicate")
 
 
 class ResBlock3d(nn.Module):
@@ -64,7 +66,7 @@ class ResBlock3d(nn.Module):
         super().__init__()
         self.body = nn.Sequential(group_norm(cin, groups), nn.SiLU(), conv3d(cin, cout),
                                   group_norm(cout, groups), nn.SiLU(), conv3d(cout, cout))
-        self.skip = nn.Identity() if cin == cout else nn.Conv3d(cin, cout, 1)
+        self.skip = nn.Identity() if cin == cout else Conv3d(cin, cout, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.skip(x) + self.body(x)
@@ -93,7 +95,7 @@ class LVDMAutoencoder(nn.Module):
             enc += [ResBlock3d(widths[i], widths[i], g) for _ in range(cfg.res_blocks)]
             enc.append(conv3d(widths[i], widths[i + 1], stride=stride))
         enc += [ResBlock3d(widths[-1], widths[-1], g), group_norm(widths[-1], g), nn.SiLU(),
-                nn.Conv3d(widths[-1], cfg.embed_dim, 1)]
+                Conv3d(widths[-1], cfg.embed_dim, 1)]
         self.encoder = nn.Sequential(*enc)
 
         self.dec_in = nn.Sequential(conv3d(cfg.embed_dim, widths[-1]), ResBlock3d(widths[-1], widths[-1], g))

@@ -143,8 +143,29 @@ def chunks_of(size: int, chunk: int) -> list[slice]:
     return [slice(start, min(start + chunk, size)) for start in range(0, size, chunk)]
 
 
-def per_frame(fn: nn.Module, frames: torch.Tensor, chunk: int) -> torch.Tensor:
-    """``fn`` of frames ``[N, C, H, W]`` (one image per row), run on ``chunk`` rows at a time."""
+def distinct_rows(frames: torch.Tensor) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
+    """For rows ``[N, ...]``: (the mask of rows that differ from their predecessor, each row's index
+    among those), or None when no row repeats its predecessor. A prediction's pseudo-clip repeats
+    the last observed frame ``T - K`` times, and so do MOSO's encoder inputs of those frames."""
+    if frames.shape[0] < 2 or type(frames) is not torch.Tensor or frames.device.type == "meta" \
+            or torch.compiler.is_compiling():  # fake / meta tensors and tracing have no values to compare
+        return None
+    same = (frames[1:] == frames[:-1]).flatten(1).all(dim=1)
+    if not bool(same.any()):
+        return None
+    keep = torch.cat([same.new_ones(1), ~same])
+    return keep, keep.cumsum(0) - 1
+
+
+def per_frame(fn: nn.Module, frames: torch.Tensor, chunk: int, reuse_repeats: bool = False) -> torch.Tensor:
+    """``fn`` of frames ``[N, C, H, W]`` (one image per row), run on ``chunk`` rows at a time.
+
+    ``reuse_repeats`` (outside autograd): a row equal to the one before it is not recomputed; its
+    predecessor's output is copied (``fn`` acts on each row alone, so the result is the same)."""
+    distinct = distinct_rows(frames) if reuse_repeats and not torch.is_grad_enabled() else None
+    if distinct is not None:
+        keep, index = distinct
+        return per_frame(fn, frames[keep], chunk)[index]
     parts = chunks_of(frames.shape[0], chunk)
     return fn(frames) if len(parts) == 1 else torch.cat([fn(frames[part]) for part in parts])
 
@@ -154,7 +175,7 @@ class ClipEncoder(nn.Module):
 
     def __init__(self, cfg: MosoConfig, n_down: int, frames: int) -> None:
         super().__init__()
-        self.fusion, self.chunk = cfg.temporal_fusion, cfg.chunk_frames
+        self.fusion, self.chunk, self.reuse_repeats = cfg.temporal_fusion, cfg.chunk_frames, True
         self.frame_stack = DownStack(3, cfg.hidden, n_down)
         fused_in = cfg.hidden * frames if self.fusion == "concat" else cfg.hidden
         self.fuse = nn.Conv2d(fused_in, cfg.hidden, 3, padding=1)
@@ -163,7 +184,7 @@ class ClipEncoder(nn.Module):
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         b = video.shape[0]
-        feats = per_frame(self.frame_stack, rearrange(video, "b c t h w -> (b t) c h w"), self.chunk)
+        feats = per_frame(self.frame_stack, rearrange(video, "b c t h w -> (b t) c h w"), self.chunk, self.reuse_repeats)
         if self.fusion == "concat":
             feats = rearrange(feats, "(b t) c h w -> b (t c) h w", b=b)
         else:
@@ -176,7 +197,7 @@ class MotionEncoder(nn.Module):
 
     def __init__(self, cfg: MosoConfig) -> None:
         super().__init__()
-        self.chunk = cfg.chunk_frames
+        self.chunk, self.reuse_repeats = cfg.chunk_frames, True
         if cfg.motion_input == "matching":  # input at the merge resolution: matching costs + difference
             self.frame_stack = DownStack(cfg.warp_window**2 + 3, cfg.hidden, cfg.down_motion - cfg.down_content)
         else:
@@ -187,9 +208,9 @@ class MotionEncoder(nn.Module):
 
     def forward(self, diff: torch.Tensor) -> torch.Tensor:
         b = diff.shape[0]
-        feats = per_frame(self.frame_stack, rearrange(diff, "b c t h w -> (b t) c h w"), self.chunk)
+        feats = per_frame(self.frame_stack, rearrange(diff, "b c t h w -> (b t) c h w"), self.chunk, self.reuse_repeats)
         feats = self.attn(rearrange(feats, "(b t) c h w -> b c t h w", b=b))
-        feats = per_frame(self.to_codes, rearrange(feats, "b c t h w -> (b t) c h w"), self.chunk)
+        feats = per_frame(self.to_codes, rearrange(feats, "b c t h w -> (b t) c h w"), self.chunk, self.reuse_repeats)
         return rearrange(feats, "(b t) d h w -> b d t h w", b=b)
 
     def to_codes(self, feats: torch.Tensor) -> torch.Tensor:
@@ -395,6 +416,12 @@ class MosoVQVAE(nn.Module):
         self.cfg.chunk_frames = int(chunk)
         for module in (*self.encoders.values(), self.decoder):
             module.chunk = int(chunk)
+
+    def set_reuse_repeats(self, reuse: bool) -> None:
+        """Whether the encoders compute a frame equal to the one before it once (an inference setting:
+        results unchanged, a pseudo-clip's encoding costs K frames instead of T; on by default)."""
+        for module in self.encoders.values():
+            module.reuse_repeats = bool(reuse)
 
     def latent_shapes(self) -> dict[str, tuple[int, ...]]:
         """Per-clip shapes ``(T', H', W')`` of the scene, object and motion token grids."""

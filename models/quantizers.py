@@ -12,6 +12,7 @@ import math
 
 import torch
 from torch import nn
+from torch._subclasses.fake_tensor import unset_fake_temporarily
 from vector_quantize_pytorch import FSQ, VectorQuantize
 
 
@@ -91,7 +92,10 @@ class FSQuantizer(nn.Module):
         super().__init__()
         self.dim = dim
         self.codebook_size = math.prod(levels)
-        self.fsq = FSQ(levels=list(levels), dim=dim)
+        # FSQ builds its implicit codebook from a tensor's value (.item()), which the fake tensors of
+        # scripts/measure_memory.py do not hold: its few small buffers are made as real tensors.
+        with unset_fake_temporarily():
+            self.fsq = FSQ(levels=list(levels), dim=dim)
         self.usage = UsageTracker(self.codebook_size)
 
     def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

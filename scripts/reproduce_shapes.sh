@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Reproduce docs/RESULTS.md: the whole pipeline on the built-in `shapes` data at 32x32
 # (4 observed -> 8 predicted frames): the first stage (configs/first_stage/warp_shapes32.yaml) and
-# its checklist (scripts/first_stage_report.py), PVDM's and LVDM's autoencoders at the same step
-# budget (configs/first_stage/{pvdm,lvdm}_shapes32.yaml), then RSVP-S2, RSVP-S1, RSVP-M, PVDM and
-# LVDM (the baselines with their own diffusion settings and with RSVP's) trained at
+# its checklist (scripts/first_stage_report.py), PVDM's, LVDM's and the FSQ tubelet autoencoders at
+# the same step budget (configs/first_stage/{pvdm,lvdm,tubelet}_shapes32.yaml), then RSVP-S2,
+# RSVP-S1, RSVP-M, PVDM and LVDM (the diffusion baselines with their own diffusion settings and with
+# RSVP's) and the tubelet transformer trained at
 # equal budget and validated under one protocol beside the copy-last-frame baseline, and every
 # method's long rollout (4 observed -> LONG_FRAMES predicted; scripts/long_horizon.py), the
 # latent-scale ablation (scripts/scale_ablation.sh) and LVDM's long-horizon ablation
@@ -56,6 +57,10 @@ timed_stage "$OUT/stage_times.txt" "first stage LVDM" python main.py --exp first
     --config configs/first_stage/lvdm_shapes32.yaml "${common[@]}" --id reproduce_lvdm train.max_steps="$FS_STEPS"
 first_runs+=("$OUT/first_stage_reproduce_lvdm_shapes_42")
 export LVDM_FIRST_MODEL="$OUT/first_stage_reproduce_lvdm_shapes_42/model_last.pth"
+timed_stage "$OUT/stage_times.txt" "first stage tubelet" python main.py --exp first_stage \
+    --config configs/first_stage/tubelet_shapes32.yaml "${common[@]}" --id reproduce_tubelet train.max_steps="$FS_STEPS"
+first_runs+=("$OUT/first_stage_reproduce_tubelet_shapes_42")
+export TUBELET_FIRST_MODEL="$OUT/first_stage_reproduce_tubelet_shapes_42/model_last.pth"
 bash scripts/compare_variants.sh
 bash scripts/scale_ablation.sh
 reports+=(--attach "Latent scale: measured on all codes or on the motion codes only (scripts/scale_ablation.sh)=$OUT/scale_ablation.md")
@@ -69,6 +74,6 @@ fi
 python scripts/write_results.py "RSVP-S2=$OUT/validate_s2/metrics.json" "RSVP-S1=$OUT/validate_s1/metrics.json" \
     "RSVP-M=$OUT/validate_m/metrics.json" "PVDM=$OUT/validate_pvdm/metrics.json" \
     "PVDM (v, cosine)=$OUT/validate_pvdm_v/metrics.json" "LVDM=$OUT/validate_lvdm/metrics.json" \
-    "LVDM (v, cosine)=$OUT/validate_lvdm_v/metrics.json" --out "$DOC" --stage_times "$OUT/stage_times.txt" \
+    "LVDM (v, cosine)=$OUT/validate_lvdm_v/metrics.json" "Tubelet transformer=$OUT/validate_tubelet/metrics.json" --out "$DOC" --stage_times "$OUT/stage_times.txt" \
     --first_stage "${first_runs[@]}" "${reports[@]}" ${README:+--readme "$README"} \
     --command "FS_STEPS=$FS_STEPS GAN_STEPS=$GAN_STEPS FS64_STEPS=$FS64_STEPS NUM_TRAIN=$NUM_TRAIN STEPS=$STEPS NUM_VIDEOS=$NUM_VIDEOS NUM_SAMPLES=$NUM_SAMPLES LONG_FRAMES=$LONG_FRAMES LONG_SAMPLES=$LONG_SAMPLES bash scripts/reproduce_shapes.sh"

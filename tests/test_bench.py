@@ -155,3 +155,57 @@ def test_sampling_baseline_path_is_timed_beside_the_default(tiny_first_model, tm
     assert "| baseline | 32 | dpm | 2 |" in text and "as fast as the baseline (target >= 1.4x" in text
     with pytest.raises(ValueError, match="baseline"):
         bench.sampling_paths(trainer.task, trainer.ctx.eval_net("model"), ["fastest"])
+
+
+def method_args() -> list[str]:
+    """Tiny PVDM and LVDM configs for ``--methods`` (the sizes of their pipeline tests)."""
+    from tests.test_lvdm_pipeline import TINY_LVDM, TINY_LVDM_DDPM
+    from tests.test_pvdm_pipeline import TINY_PVDM, TINY_PVDM_DDPM
+
+    args = []
+    lvdm_fs = [*TINY_LVDM, "model.lvdm.downsample=[2,4,4]"]  # shapes64's time factor 4 > the 2 observed frames
+    for method, fs, ddpm in (("pvdm", TINY_PVDM, TINY_PVDM_DDPM), ("lvdm", lvdm_fs, TINY_LVDM_DDPM)):
+        args += [f"--method_fs_override={method}:{o}" for o in fs[2:]]  # [2:]: past "--config PATH"
+        args += [f"--method_override={method}:{o}" for o in ddpm[2:] if not o.startswith("train.batch_size")]
+    return args
+
+
+def test_methods_are_timed_beside_rsvp_in_one_run(tmp_path):
+    """--methods rsvp,pvdm,lvdm: the baselines' DDPM training steps (from clips) and predictions in the
+    same run, their sampling round-robin with RSVP's paths; summary ratios and the doc block."""
+    out, doc = tmp_path / "bench.json", tmp_path / "doc.md"
+    doc.write_text("x\n<!-- bench-targets:start -->\n<!-- bench-targets:end -->\n")
+    fs = [f"--fs_override={o}" for o in TINY_FS]
+    dd = [f"--ddpm_override={o}" for o in [*TINY_DDPM, "model.unet.channels=8", "train.batch_size=1"]]
+    assert bench.main(["--quick", "--device", "cpu", "--sections", "train,sample", "--steps", "1", "--samplers", "dpm", "--sample_steps", "2",
+                       "--matmul_size", "64", "--out", str(out), "--methods", "rsvp,pvdm,lvdm", "--baseline_batch", "1",
+                       "--sample_variant", "baseline", "--doc", str(doc), *fs, *dd, *method_args()]) == 0
+    results = json.loads(out.read_text())
+    assert [(r["exp"], r.get("method"), r["input"]) for r in results["train"]] == [
+        ("first_stage", None, "clips"), ("ddpm", None, "tokens"), ("ddpm", "pvdm", "clips"), ("ddpm", "lvdm", "clips")]
+    assert [(r.get("method"), r["variant"]) for r in results["sampling"]] == [
+        (None, "default"), (None, "baseline"), ("pvdm", "default"), ("lvdm", "default")]
+    for row in results["sampling"]:
+        assert row["latency_s"] > 0 and row["peak_memory_bytes"] > 0 and row["resolution"] == 32
+        assert row["flops"] == row["flops_encode"] + row["flops_decode"] + 2 * row["flops_per_denoiser_step"]
+        assert min(row["flops_encode"], row["flops_decode"], row["flops_per_denoiser_step"]) > 0
+    lvdm = results["sampling"][-1]
+    assert (lvdm["cond_frames"], lvdm["frames"], lvdm["max_abs_diff_vs_default"]) == (2, 4, 0)
+    summary = results["summary"]
+    for method in ("pvdm", "lvdm"):
+        assert summary[f"sampling_32_dpm_2_rsvp_vs_{method}_speedup"] > 0
+        assert summary[f"train_32_rsvp_vs_{method}_speedup_per_clip"] > 0 and summary[f"{method}_32_ratio"] > 0
+    assert "ddpm_32_ratio" in summary and "sampling_32_dpm_2_speedup_vs_baseline" in summary
+    text = doc.read_text()
+    assert "| PVDM | 32 | dpm | 2 |" in text and "| LVDM | 32 | clips | 1 |" in text
+    assert "RSVP's default path is" not in text and "RSVP / PVDM latency" in text and "RSVP / LVDM =" in text
+    assert "as fast as the baseline (target >= 1.4x" in text
+
+
+def test_methods_and_their_overrides_are_checked():
+    assert bench.parse_methods("rsvp,lvdm") == ["rsvp", "lvdm"]
+    with pytest.raises(ValueError, match="--methods"):
+        bench.parse_methods("rsvp,tubelet")
+    assert bench.method_overrides(["pvdm:a=1", "lvdm:b=2"], "pvdm") == ["a=1"]
+    with pytest.raises(ValueError, match="METHOD:key=value"):
+        bench.method_overrides(["a=1"], "pvdm")

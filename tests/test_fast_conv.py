@@ -143,3 +143,45 @@ def test_denoiser_matches_the_plain_path_in_fp32_and_bf16(batch):
         torch.testing.assert_close(cl(x_t, t, cond), ref, rtol=1e-4, atol=1e-5)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             assert torch.equal(net(x_t, t, cond), ref_bf16)
+
+
+@pytest.mark.parametrize("stride", [1, (1, 2, 2), 2])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_replicate_padding_takes_onednn_and_matches_pytorch(stride, channels_last):
+    """LVDM's autoencoder pads by replicating the border: padded first, then oneDNN unpadded."""
+    torch.manual_seed(0)
+    fast = Conv3d(8, 16, 3, stride=stride, padding=1, padding_mode="replicate")
+    plain = nn.Conv3d(8, 16, 3, stride=stride, padding=1, padding_mode="replicate")
+    plain.load_state_dict(fast.state_dict())
+    if channels_last:
+        to_channels_last(fast)
+    x = clip(1, 8).requires_grad_(True)
+    with torch.no_grad():
+        ran = kernels_run(lambda: fast(x))
+        assert "aten::mkldnn_convolution" in ran and "aten::slow_conv3d_forward" not in ran
+    out = fast(x)
+    out.sum().backward()
+    grad = x.grad.clone()
+    x.grad = None
+    ref = plain(x)
+    ref.sum().backward()
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(grad, x.grad, rtol=1e-4, atol=1e-4)
+
+
+def test_lvdm_autoencoder_takes_onednn_and_matches_the_plain_path():
+    from models.lvdm_autoencoder import LVDMAutoencoder
+    from models.memory_format import for_inference
+
+    torch.manual_seed(0)
+    ae = LVDMAutoencoder({"frames": 4, "resolution": 16, "channels": 8, "max_mult": 2, "downsample": [2, 4, 4],
+                          "norm_groups": 4}).eval()
+    convs = [m for m in ae.modules() if isinstance(m, nn.Conv3d)]
+    assert convs and all(isinstance(m, Conv3d) for m in convs)
+    x = torch.rand(1, 3, 4, 16, 16, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    with torch.no_grad():
+        with plain_conv3d():
+            ref = ae(x)
+        assert "aten::slow_conv3d_forward" not in kernels_run(lambda: ae(x))
+        torch.testing.assert_close(ae(x), ref, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(for_inference(ae)(x), ref, rtol=1e-4, atol=1e-5)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.moso import MosoConfig, MosoVQVAE, chunks_of
+from models.moso import MosoConfig, MosoVQVAE, chunks_of, per_frame
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from measure_memory import LiveTensorMemory  # noqa: E402
@@ -86,3 +86,44 @@ def test_set_chunk_frames_changes_a_built_model():
     assert net.cfg.chunk_frames == 3 and {net.encoders[k].chunk for k in net.encoders} | {net.decoder.chunk} == {3}
     with pytest.raises(ValueError, match="chunk_frames"):
         net.set_chunk_frames(-2)
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_a_pseudo_clip_encodes_its_repeated_frames_once_with_the_same_codes(variant):
+    from models.interface import pseudo_clip
+    video = pseudo_clip(clip()[:, :, :3], 8)  # 3 observed frames, the last one repeated 5 times
+    rows = {}
+
+    def count(name):
+        return lambda module, args: rows.setdefault(name, []).append(args[0].shape[0])
+
+    codes = {}
+    for reuse in (False, True):
+        net = model(2, variant)
+        net.set_reuse_repeats(reuse)
+        rows.clear()
+        for name, encoder in net.encoders.items():
+            encoder.frame_stack.register_forward_pre_hook(count(name))
+        codes[reuse], _ = run(net, video)
+        seen = {name: sum(n) for name, n in rows.items()}
+        motion_rows = 2 * 8 if not reuse else 2 * 3  # d_2 = ... = d_7 = x_2 - anchor: 3 distinct per clip
+        assert seen["motion"] == motion_rows, (reuse, seen)
+    for k in codes[False]["indices"]:
+        assert torch.equal(codes[False]["indices"][k], codes[True]["indices"][k])
+        assert torch.equal(codes[False]["codes"][k], codes[True]["codes"][k])
+
+
+def test_rows_are_reused_only_outside_autograd_and_only_when_equal():
+    calls = []
+
+    def fn(x):
+        calls.append(x.shape[0])
+        return x * 2
+
+    frames = torch.tensor([[1.0], [1.0], [2.0], [2.0], [1.0]])
+    with torch.no_grad():
+        out = per_frame(fn, frames, 0, reuse_repeats=True)
+    assert torch.equal(out, frames * 2) and calls == [3]  # rows 0, 2 and 4 differ from their predecessor
+    calls.clear()
+    out = per_frame(fn, frames.requires_grad_(), 0, reuse_repeats=True)
+    assert calls == [5]

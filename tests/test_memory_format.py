@@ -73,3 +73,26 @@ def test_loaded_first_stage_and_predictor_are_in_the_inference_layout(first_stag
                       "train.max_steps=1", "train.sample_every=0"]) == 0
     predictor, _ = load_predictor(results / "ddpm_layout_shapes_42" / "model_last.pth", torch.device("cpu"))
     assert layouts(predictor.net) == layouts(predictor.space) == {"channels_last"}
+
+
+@pytest.mark.parametrize("method", ["pvdm", "lvdm"])
+def test_loaded_baseline_predictor_is_in_the_inference_layout(method, tmp_path):
+    """PVDM's and LVDM's autoencoders and denoisers, as tools.pretrained loads them for sampling, are
+    channels-last; LVDM's 3D convolutions (replicate padding included) are the oneDNN ones."""
+    import main
+    from models.fast_conv import Conv3d
+    from tools.pretrained import load_predictor
+
+    if method == "pvdm":
+        from tests.test_pvdm_pipeline import TINY_PVDM as FS, TINY_PVDM_DDPM as DDPM
+    else:
+        from tests.test_lvdm_pipeline import TINY_LVDM as FS, TINY_LVDM_DDPM as DDPM
+    assert main.main(["--exp", "first_stage", "--id", "fs", f"results_dir={tmp_path}", "train.max_steps=1",
+                      "train.sample_every=0", *FS]) == 0
+    first = tmp_path / "first_stage_fs_shapes_42" / "model_last.pth"
+    assert main.main(["--exp", "ddpm", "--first_model", str(first), f"results_dir={tmp_path}", "--id", "dd", *DDPM,
+                      "data.shapes.num_test=3", "train.max_steps=1", "train.sample_every=0"]) == 0
+    predictor, _ = load_predictor(tmp_path / "ddpm_dd_shapes_42" / "model_last.pth", torch.device("cpu"))
+    assert layouts(predictor.net) == layouts(predictor.space.first_stage) == {"channels_last"}
+    convs = [m for m in [*predictor.net.modules(), *predictor.space.modules()] if isinstance(m, nn.Conv3d)]
+    assert all(isinstance(m, Conv3d) for m in convs) and (method == "pvdm" or convs)

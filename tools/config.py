@@ -19,9 +19,7 @@ from typing import Any, Callable, Iterable, Optional
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-
-class ConfigError(ValueError):
-    """A configuration problem the user can fix; CLIs print it and exit with status 2."""
+from models.errors import ConfigError  # noqa: F401  (re-exported: tools and the CLIs import it from here)
 
 
 @dataclass

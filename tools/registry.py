@@ -133,15 +133,16 @@ def builtin_experiments() -> tuple[Experiment, ...]:
 
     Imported on first use (each experiment module imports this one, and importing the registry
     should not pay for every model); built once, so each name keeps one Experiment."""
-    from tools.experiments import ddpm, extract, first_stage, lvdm, pvdm
+    from tools.experiments import ddpm, extract, first_stage, lvdm, pvdm, tubelet
 
     return (
         shared_experiment("first_stage", "model.arch", first_stage_arch,
                           {"moso": first_stage.FIRST_STAGE, "pvdm": pvdm.PVDM_FIRST_STAGE,
-                           "lvdm": lvdm.LVDM_FIRST_STAGE}),
+                           "lvdm": lvdm.LVDM_FIRST_STAGE, "tubelet": tubelet.TUBELET_FIRST_STAGE}),
         first_stage.GAN, extract.EXTRACT,
         shared_experiment("ddpm", "model.net", denoiser_method, {"rsvp": ddpm.DDPM, "pvdm": pvdm.PVDM_DDPM,
                                                                  "lvdm": lvdm.LVDM_DDPM}),
+        tubelet.TRANSFORMER,
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tools.config import ConfigError
+from models.errors import ConfigError
 
 SCHEDULES = ("linear", "cosine")
 PREDICTIONS = ("eps", "v")

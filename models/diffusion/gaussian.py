@@ -24,7 +24,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from tools.config import ConfigError
+from models.errors import ConfigError
 
 from .config import SAMPLERS, DiffusionConfig, validate_diffusion_config
 from .guidance import GuidedDenoiser, ModelFn, checked_output

@@ -188,14 +188,18 @@ class LatentDiffusionTask(TrainTask):
     def sample(self, batch: dict, step: int, ctx: StepContext) -> dict[str, torch.Tensor]:
         observed, future = self.split(batch["video"])
         generator = torch.Generator().manual_seed(int(self.cfg.seed) + step)
-        pred = self.predict(ctx.eval_net("model"), observed, generator)
-        copy_last = copy_last_frame_baseline(observed, future.shape[2])
-        shown = pseudo_clip(observed, future.shape[2])  # the observed frames, last one held
-        return {
-            "prediction": torch.cat([shown, future, pred], dim=-1),
-            "eval/psnr": psnr_per_frame(pred, future).mean(),
-            "eval/psnr_copy_last_frame": psnr_per_frame(copy_last, future).mean(),
-        }
+        return prediction_report(observed, future, self.predict(ctx.eval_net("model"), observed, generator))
+
+
+def prediction_report(observed: torch.Tensor, future: torch.Tensor, pred: torch.Tensor) -> dict[str, torch.Tensor]:
+    """A sample step's preview (observed, last frame held | truth | prediction) and PSNR beside copy-last-frame's."""
+    copy_last = copy_last_frame_baseline(observed, future.shape[2])
+    shown = pseudo_clip(observed, future.shape[2])  # the observed frames, last one held
+    return {
+        "prediction": torch.cat([shown, future, pred], dim=-1),
+        "eval/psnr": psnr_per_frame(pred, future).mean(),
+        "eval/psnr_copy_last_frame": psnr_per_frame(copy_last, future).mean(),
+    }
 
 
 class DDPMTask(LatentDiffusionTask):
@@ -242,18 +246,25 @@ def fit_scale(space: ScaledLatentSpace, cfg: DictConfig, train) -> float:
 
 def token_dataset(cfg: DictConfig) -> TokenDataset:
     """The training split of ``model.tokens``, checked against this config and first stage."""
+    meta, train = open_token_folder(cfg)
+    if meta.get("cond_frames", 0) != int(cfg.model.cond_frames):
+        raise ConfigError(f"{cfg.model.tokens} holds tokens for cond_frames={meta.get('cond_frames', 0)} (extract "
+                          f"with model.cond_frames={cfg.model.cond_frames}, or set model.cond_frames="
+                          f"{meta.get('cond_frames')})")
+    return train
+
+
+def open_token_folder(cfg: DictConfig) -> tuple[dict, TokenDataset]:
+    """(meta.json, the training split) of ``model.tokens``, refused unless extracted with this run's first stage."""
     folder = Path(cfg.model.tokens)
     try:
         meta = read_meta(folder)
         train = TokenDataset(folder, "train")
     except FileNotFoundError as err:
         raise ConfigError(str(err)) from None
-    if meta.get("cond_frames", 0) != int(cfg.model.cond_frames):
-        raise ConfigError(f"{folder} holds tokens for cond_frames={meta.get('cond_frames', 0)} (extract with "
-                          f"model.cond_frames={cfg.model.cond_frames}, or set model.cond_frames={meta.get('cond_frames')})")
     if meta["identity"]["checkpoint_sha256"] != sha256_file(find_first_stage(cfg)):
         raise ConfigError(f"{folder} was extracted with {meta['checkpoint']}, not with --first_model {cfg.first_model}")
-    return train
+    return meta, train
 
 
 def run_latent_diffusion(cfg: DictConfig, run_dir: Path, resume: bool, space: ScaledLatentSpace,

@@ -46,7 +46,7 @@ class GanConfig:
 
 @dataclass
 class FirstStageConfig:
-    # The autoencoder: moso (this schema) | pvdm (tools/experiments/pvdm.py); --exp first_stage runs either.
+    # The autoencoder: moso (this schema) | pvdm | lvdm | tubelet (tools/experiments/<arch>.py); --exp first_stage runs any.
     arch: str = "moso"
     vqvae: MosoConfig = field(default_factory=MosoConfig)
     l1_weight: float = 1.0
@@ -106,35 +106,21 @@ class FirstStageTask(TrainTask):
         self.model = build_vqvae(cfg)
         if init_weights is not None:
             self.model.load_state_dict(init_weights)
-        self.discs: dict[str, nn.Module] = {}
-        if adversarial:
-            g = self.mcfg.gan
-            if g.frame_disc:
-                self.discs["disc_frame"] = FrameDiscriminator(g.channels, g.n_layers)
-            if g.clip_disc:
-                self.discs["disc_clip"] = ClipDiscriminator(g.clip_channels, g.n_layers)
-            if not self.discs:
-                raise ConfigError("model.gan: enable at least one of frame_disc and clip_disc")
+        self.adversary = Adversary(self.mcfg.gan) if adversarial else None
+        self.discs = self.adversary.discs if adversarial else {}
         self.perceptual = build_perceptual_loss(PerceptualConfig(**self.mcfg.perceptual), device)
 
     def networks(self) -> dict[str, nn.Module]:
         return {"model": self.model, **self.discs}
 
     def configure_optimizers(self, nets: dict[str, nn.Module], cfg: DictConfig) -> dict:
-        opts = {"model": build_optimizer(nets["model"].parameters(), cfg.train.optim, cfg.train.max_steps)}
-        if self.discs:
-            params = [p for name in self.discs for p in nets[name].parameters()]
-            opts["disc"] = build_optimizer(params, self.mcfg.gan.optim, cfg.train.max_steps)
-        return opts
+        return autoencoder_optimizers(nets, cfg, self.adversary)
 
     def state_dict(self) -> dict[str, Any]:
         return {"step_offset": self.step_offset}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.step_offset = int(state.get("step_offset", self.step_offset))
-
-    def _discriminate(self, nets: dict[str, nn.Module], video: torch.Tensor) -> list[torch.Tensor]:
-        return [nets[name](video) for name in self.discs]
 
     def training_step(self, batch: dict, step: int, ctx: StepContext) -> dict[str, torch.Tensor]:
         anchor, batch = split_anchor(self.cfg, batch)
@@ -159,22 +145,12 @@ class FirstStageTask(TrainTask):
                 logs[self.perceptual.name] = p_loss.detach()  # lpips or st_lpips: never one labelled as the other
             loss = rec + out["quant_loss"]
             if gan_on:
-                # Raw (not DDP-wrapped) discriminators: this pass only feeds the generator's gradient.
-                g_loss = sum(hinge_g_loss(l) for l in self._discriminate(ctx.raw_nets, recon))
-                weight = torch.tensor(self.mcfg.gan.weight, device=video.device)
-                if self.mcfg.gan.adaptive:
-                    last = ctx.raw_nets["model"].decoder.to_rgb.weight
-                    weight = weight * adaptive_generator_weight(rec, g_loss, last)
-                loss = loss + weight * g_loss
-                logs.update(g_loss=g_loss.detach(), g_weight=weight)
+                g_loss, g_logs = self.adversary.generator_loss(ctx, recon, rec, ctx.raw_nets["model"].decoder.to_rgb.weight)
+                loss = loss + g_loss
+                logs.update(g_logs)
         ctx.step(loss, "model")
         if gan_on:
-            with ctx.autocast():
-                # Real and fake through each discriminator in one pass: one DDP forward per backward.
-                both = torch.cat([video, recon.detach()])
-                d_loss = sum(hinge_d_loss(*logits.chunk(2)) for logits in self._discriminate(ctx.nets, both))
-            ctx.step(d_loss, "disc")
-            logs["d_loss"] = d_loss.detach()
+            logs["d_loss"] = self.adversary.discriminator_step(ctx, video, recon)
         return {"loss": loss.detach(), "quant_loss": out["quant_loss"].detach(), **logs}
 
     def sample(self, batch: dict, step: int, ctx: StepContext) -> dict[str, torch.Tensor]:
@@ -195,6 +171,49 @@ class FirstStageTask(TrainTask):
 
     def sample_warnings(self, scalars: dict[str, float]) -> list[str]:
         return motion_collapse_warnings(scalars)
+
+
+class Adversary:
+    """The GAN of a first-stage task (``model.gan``): a per-frame 2D and a clip 3D PatchGAN, hinge
+    losses, a fixed or adaptive generator weight. The task lists :attr:`discs` among its networks."""
+
+    def __init__(self, gan: DictConfig) -> None:
+        self.cfg = gan
+        self.discs: dict[str, nn.Module] = {}
+        if gan.frame_disc:
+            self.discs["disc_frame"] = FrameDiscriminator(gan.channels, gan.n_layers)
+        if gan.clip_disc:
+            self.discs["disc_clip"] = ClipDiscriminator(gan.clip_channels, gan.n_layers)
+        if not self.discs:
+            raise ConfigError("model.gan: enable at least one of frame_disc and clip_disc")
+
+    def generator_loss(self, ctx: StepContext, recon: torch.Tensor, rec_loss: torch.Tensor,
+                       last_layer: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(the weighted generator loss to add, its logged terms); call inside ``ctx.autocast()``."""
+        # Raw (not DDP-wrapped) discriminators: this pass only feeds the generator's gradient.
+        g_loss = sum(hinge_g_loss(ctx.raw_nets[name](recon)) for name in self.discs)
+        weight = torch.tensor(self.cfg.weight, device=recon.device)
+        if self.cfg.adaptive:
+            weight = weight * adaptive_generator_weight(rec_loss, g_loss, last_layer)
+        return weight * g_loss, {"g_loss": g_loss.detach(), "g_weight": weight}
+
+    def discriminator_step(self, ctx: StepContext, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """One update of the discriminators; returns their (detached) hinge loss."""
+        with ctx.autocast():
+            # Real and fake through each discriminator in one pass: one DDP forward per backward.
+            both = torch.cat([real, fake.detach()])
+            d_loss = sum(hinge_d_loss(*ctx.nets[name](both).chunk(2)) for name in self.discs)
+        ctx.step(d_loss, "disc")
+        return d_loss.detach()
+
+
+def autoencoder_optimizers(nets: dict[str, nn.Module], cfg: DictConfig, adversary: Optional[Adversary]) -> dict:
+    """The autoencoder's optimizer ``model`` and, with an adversary, its discriminators' ``disc``."""
+    opts = {"model": build_optimizer(nets["model"].parameters(), cfg.train.optim, cfg.train.max_steps)}
+    if adversary is not None:
+        params = [p for name in adversary.discs for p in nets[name].parameters()]
+        opts["disc"] = build_optimizer(params, adversary.cfg.optim, cfg.train.max_steps)
+    return opts
 
 
 def codebook_report(model: MosoVQVAE, indices: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

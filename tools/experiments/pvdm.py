@@ -89,17 +89,21 @@ class PVDMAutoencoderTask(TrainTask):
     def networks(self) -> dict[str, nn.Module]:
         return {"model": self.model}
 
+    def reconstruction(self, recon: torch.Tensor, video: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(the weighted L1 + perceptual loss, its logged terms)."""
+        l1 = reconstruction_loss(recon, video, "l1")
+        loss = self.mcfg.l1_weight * l1
+        logs = {"l1": l1.detach()}
+        if self.perceptual is not None:
+            p_loss = self.perceptual(recon, video)
+            loss = loss + self.mcfg.perceptual.weight * p_loss
+            logs[self.perceptual.name] = p_loss.detach()
+        return loss, logs
+
     def training_step(self, batch: dict, step: int, ctx: StepContext) -> dict[str, torch.Tensor]:
         video = batch["video"]
         with ctx.autocast():
-            recon = ctx.nets["model"](video)
-            l1 = reconstruction_loss(recon, video, "l1")
-            loss = self.mcfg.l1_weight * l1
-            logs = {"l1": l1.detach()}
-            if self.perceptual is not None:
-                p_loss = self.perceptual(recon, video)
-                loss = loss + self.mcfg.perceptual.weight * p_loss
-                logs[self.perceptual.name] = p_loss.detach()
+            loss, logs = self.reconstruction(ctx.nets["model"](video), video)
         ctx.step(loss, "model")
         return {"loss": loss.detach(), **logs}
 
