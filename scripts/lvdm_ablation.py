@@ -9,12 +9,14 @@ Checkpoints (``--exp ddpm``, ``model.net: lvdm_unet``, one first stage): ``--ar`
 trained with perturbation, ``--no_perturb`` the same trained with ``model.lvdm.max_perturb=0``
 (optional), ``--hierarchy`` a keyframe model whose ``model.lvdm.interpolator`` names its
 interpolation model (optional). Each variant is one ``validate.py`` run in ``OUT/<variant>``
-(skipped when its metrics.json exists: re-running resumes); the table and curves come from
-scripts/long_horizon.py (``OUT/ablation.json``, ``OUT/ablation.png``, the markdown on stdout).
+(skipped when its metrics.json exists: re-running resumes; validate.py's own report goes to stderr);
+the table and curves come from scripts/long_horizon.py (``OUT/ablation.json``, ``OUT/ablation.png``,
+the markdown on stdout).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -69,7 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for label, (ckpt, extra) in variants(args).items():
         folder = out / slug(label)
         if not (folder / "metrics.json").is_file():
-            code = validate.main(["--ckpt", ckpt, "--out", str(folder), *common, *extra])
+            with contextlib.redirect_stdout(sys.stderr):  # stdout: the table alone
+                code = validate.main(["--ckpt", ckpt, "--out", str(folder), *common, *extra])
             if code != 0:
                 return code
         runs.append(f"{label}={folder / 'metrics.json'}")
