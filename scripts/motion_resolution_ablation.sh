@@ -15,10 +15,12 @@ export RES=32 NUM_TRAIN=${NUM_TRAIN:-1500} STEPS=${STEPS:-1200} BATCH=${BATCH:-1
 FS_STEPS=${FS_STEPS:-1500}; FS_DIR=${FS_DIR:-results}
 source "$(dirname "${BASH_SOURCE[0]}")/lib_compare.sh"
 [ -f "$BASE/validate_s2/metrics.json" ] || { echo "error: run scripts/reproduce_shapes.sh first ($BASE/validate_s2 is missing)" >&2; exit 2; }
-timed_stage "$OUT/stage_times.txt" "first stage, down_motion 1" python main.py --exp first_stage \
-    --config configs/first_stage/warp_shapes32.yaml --id dm1 --device "$DEVICE" --auto_resume results_dir="$FS_DIR" \
-    train.max_steps="$FS_STEPS" model.vqvae.down_motion=1 model.perceptual.weight=0  # no VGG file offline: off either way
 export FIRST_MODEL="$FS_DIR/first_stage_dm1_shapes_42/model_last.pth"
+if [ ! -f "$FIRST_MODEL" ]; then  # a run already there is used as it is (it may predate later config defaults)
+  timed_stage "$OUT/stage_times.txt" "first stage, down_motion 1" python main.py --exp first_stage \
+      --config configs/first_stage/warp_shapes32.yaml --id dm1 --device "$DEVICE" --auto_resume results_dir="$FS_DIR" \
+      train.max_steps="$FS_STEPS" model.vqvae.down_motion=1 model.perceptual.weight=0  # no VGG file offline: off either way
+fi
 VARIANTS=s2 bash scripts/compare_variants.sh
 python scripts/first_stage_report.py --first_model "$FIRST_MODEL" --num_clips "$NUM_VIDEOS" --cond_frames "$K" \
     --out "$OUT/first_stage_report32.json" > "$OUT/first_stage_report32.txt"
