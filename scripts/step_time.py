@@ -10,6 +10,7 @@ each, under the same load (e.g. scripts/motion_resolution_ablation.sh).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
@@ -25,9 +26,10 @@ import train  # noqa: E402
 def step_time(config: str, tokens: str, steps: int, overrides: Sequence[str], device: str = "cpu") -> float:
     """Median seconds per step of ``steps`` training steps (logged every 10)."""
     with tempfile.TemporaryDirectory() as folder:
-        code = train.main_cli(["--config", config, "--tokens", tokens, "--id", "step_time", "--device", device,
-                               f"results_dir={folder}", f"train.max_steps={steps}", "train.log_every=10",
-                               f"train.sample_every={steps + 1}", f"train.ckpt_every={steps + 1}", *overrides])
+        with contextlib.redirect_stdout(sys.stderr):  # stdout: the number alone
+            code = train.main_cli(["--config", config, "--tokens", tokens, "--id", "step_time", "--device", device,
+                                   f"results_dir={folder}", f"train.max_steps={steps}", "train.log_every=10",
+                                   f"train.sample_every={steps + 1}", f"train.ckpt_every={steps + 1}", *overrides])
         if code != 0:
             raise SystemExit(code)
         (log,) = Path(folder).glob("*/metrics.jsonl")
