@@ -30,7 +30,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
@@ -68,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, help="sampling steps (default: the model config's)")
     p.add_argument("--guidance", type=float, help="classifier-free guidance weight (default: the config's)")
     p.add_argument("--snap", choices=["on", "off"], help="snap sampled motion to the codebook (default: config)")
+    p.add_argument("--temperature", type=float,
+                   help="token sampling temperature, 0: greedy (methods that sample tokens: the tubelet transformer; "
+                        "default: the checkpoint's)")
+    p.add_argument("--top_k", type=int, help="sample among the k most likely tokens, 0: all (token methods)")
+    p.add_argument("--top_p", type=float, help="nucleus sampling mass in (0, 1], 1: all (token methods)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed; same seed, same output (default: %(default)s)")
     p.add_argument("--batch_size", type=int, default=8, help="videos per batch (default: %(default)s)")
     p.add_argument("--metrics", default="psnr,ssim,lpips,fvd,kvd",
@@ -84,8 +89,25 @@ def build_parser() -> argparse.ArgumentParser:
 def sample_options(args: argparse.Namespace) -> dict:
     """The sampling flags that were given (the others keep the predictor's own settings)."""
     options = {"sampler": args.sampler, "steps": args.steps, "guidance": args.guidance,
-               "snap": None if args.snap is None else args.snap == "on"}
+               "snap": None if args.snap is None else args.snap == "on",
+               **{k: getattr(args, k) for k in TOKEN_OPTIONS}}
     return {k: v for k, v in options.items() if v is not None}
+
+
+TOKEN_OPTIONS = ("temperature", "top_k", "top_p")  # flags of predictors that sample tokens (``samples_tokens``)
+
+
+def check_sample_options(predictor: Any, options: dict, ckpt: str) -> None:
+    """A clear error, before anything is written, for token flags given to a diffusion model or
+    sampling values the predictor refuses."""
+    token_flags = [f"--{k}" for k in TOKEN_OPTIONS if k in options]
+    if token_flags and not getattr(predictor, "samples_tokens", False):
+        raise ConfigError(f"{', '.join(token_flags)} apply to methods that sample tokens (the tubelet transformer); "
+                          f"{ckpt} samples with diffusion")
+    try:
+        predictor.settings(**options)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def sample_generator(seed: int, batch_index: int, sample: int) -> torch.Generator:
@@ -123,6 +145,7 @@ def run(args: argparse.Namespace, info: DistInfo) -> dict:
     device = info.device
     predictor, cfg = load_predictor(args.ckpt, device, raw_weights=args.raw_weights)
     options = sample_options(args)
+    check_sample_options(predictor, options, args.ckpt)
     k = args.cond_frames if args.cond_frames is not None else predictor.cond_frames
     p = args.pred_frames if args.pred_frames is not None else predictor.frames
     if k < 1 or p < 1:

@@ -49,6 +49,8 @@ class TubeletPredictor:
 
     ``frames``: frames per predicted clip (the training sequence's after the ``cond_frames`` observed)."""
 
+    samples_tokens = True  # validate.py's --temperature / --top_k / --top_p apply
+
     def __init__(self, first_stage: TubeletAutoencoder, net: TubeletTransformer, cond_frames: int, frames: int,
                  sampling: Optional[TubeletSamplingConfig] = None) -> None:
         self.first_stage, self.net = first_stage.eval(), net

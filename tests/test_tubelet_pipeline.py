@@ -166,3 +166,18 @@ def test_shipped_configs_build_and_fit_each_other(name):
     if name.startswith("shapes"):  # the 256x256 transformer is 39M parameters: not built here
         task = TransformerTask(tr_cfg, ae)
         assert task.net.vocab == 1000 and task.observed_tokens == 64 * (4 // ae.tubelet[0])
+
+
+def test_validate_takes_the_token_sampling_flags(transformer, tmp_path):
+    args = ["--ckpt", str(transformer), "--num_videos", "2", "--batch_size", "2", "--metrics", "psnr",
+            "--device", "cpu", "--out", str(tmp_path / "v"), "--temperature", "0.5", "--top_k", "7", "--top_p", "0.9"]
+    assert validate.main(args) == 0
+    settings = json.loads((tmp_path / "v" / "metrics.json").read_text())["settings"]
+    assert (settings["sampling_temperature"], settings["sampling_top_k"], settings["sampling_top_p"]) == (0.5, 7, 0.9)
+
+
+def test_validate_refuses_bad_token_sampling_values_before_writing(transformer, tmp_path, capsys):
+    out = tmp_path / "v"
+    args = ["--ckpt", str(transformer), "--num_videos", "2", "--device", "cpu", "--out", str(out), "--top_p", "1.5"]
+    assert validate.main(args) == 2
+    assert "top_p" in capsys.readouterr().err and not out.exists()

@@ -126,3 +126,14 @@ def test_evaluate_with_a_damaged_npy_names_the_file_not_pickles(tmp_path, capsys
     err = capsys.readouterr().err
     assert "clip.npy: not a readable .npy array" in err and "pickle" not in err
     assert not (tmp_path / "m.json").exists()
+
+
+def test_token_sampling_flags_are_refused_for_a_diffusion_predictor():
+    class DiffusionPredictor:  # no samples_tokens: RSVP, PVDM and LVDM sample with diffusion
+        def settings(self, **options):
+            return options
+
+    from tools.config import ConfigError
+    with pytest.raises(ConfigError, match="--top_k apply to methods that sample tokens"):
+        validate.check_sample_options(DiffusionPredictor(), {"steps": 3, "top_k": 5}, "run/model_last.pth")
+    validate.check_sample_options(DiffusionPredictor(), {"steps": 3}, "run/model_last.pth")  # diffusion flags pass
