@@ -47,3 +47,16 @@ def validate_metrics(ckpt: Path, out: Path, pred_frames: int, num_videos: int = 
     for key in ("model", "copy_last_frame", "first_stage_ceiling"):
         assert len(result[key]["curves"]["psnr"]["mean"]) == pred_frames
     return result
+
+
+def assert_seeded_prediction(predictor, observed: torch.Tensor, **guided: float) -> torch.Tensor:
+    """A randomized predictor's one clip: in [-1, 1], the same for the same seed, another for another
+    seed, and changed by the sampling options ``guided`` (e.g. guidance=2.0); returns it."""
+    randomize(predictor.net)
+    a = predictor.predict(observed, torch.Generator().manual_seed(5))
+    assert a.shape[2] == predictor.frames and a.abs().max() <= 1
+    assert torch.equal(predictor.predict(observed, torch.Generator().manual_seed(5)), a)
+    assert not torch.equal(predictor.predict(observed, torch.Generator().manual_seed(6)), a)
+    for key, value in guided.items():
+        assert not torch.equal(predictor.predict(observed, torch.Generator().manual_seed(5), **{key: value}), a)
+    return a
