@@ -45,7 +45,7 @@ from tools.config import ConfigError, check_device
 from tools.datasets import build_dataset
 from tools.distributed import DistInfo, broadcast_object, gather_objects, process_group
 from tools.loader import init_worker
-from tools.pretrained import load_predictor
+from tools.pretrained import INFERENCE_PRECISIONS, inference_autocast, load_predictor
 from tools.video_io import frame_strip, to_uint8, write_video
 
 
@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: %(default)s)")
     p.add_argument("--i3d", help="i3d_torchscript.pt for FVD/KVD (default: $RSVP_I3D or ~/.cache/rsvp/)")
     p.add_argument("--raw_weights", action="store_true", help="sample with the raw weights instead of the EMA")
+    p.add_argument("--precision", default="fp32", choices=list(INFERENCE_PRECISIONS),
+                   help="fp32, or bf16 autocast: much faster on GPUs and on CPUs with AMX, predictions shifted by "
+                        "bf16 rounding (default: %(default)s)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="auto: a GPU if there is one (default: %(default)s)")
     p.add_argument("--num_workers", type=int, default=0, help="data loader workers (default: %(default)s)")
@@ -190,12 +193,16 @@ def run(args: argparse.Namespace, info: DistInfo) -> dict:
         samples = []
         for s in range(args.num_samples):
             generator = sample_generator(args.seed, batch_index, s)
-            samples.append(rollout(predictor, observed, p, generator, **options).clamp(-1, 1))
+            with inference_autocast(args.precision, device):
+                sample = rollout(predictor, observed, p, generator, **options)
+            samples.append(sample.float().clamp(-1, 1))
             bar.update(len(names))
         samples_t = torch.stack(samples, dim=1)  # [B, N, C, P, H, W]
         model_eval.update(video, samples_t, names)
         base_eval.update(video, copy_last_frame_baseline(observed, p)[:, None], names)
-        ceiling_eval.update(video, first_stage_ceiling(predictor, observed, future)[:, None], names)
+        with inference_autocast(args.precision, device):
+            ceiling = first_stage_ceiling(predictor, observed, future)
+        ceiling_eval.update(video, ceiling.float()[:, None], names)
         for i, name in enumerate(names):
             shown = pseudo_clip(observed[i:i + 1], p)
             write_video(out / "videos" / f"{name}.gif",
@@ -228,7 +235,7 @@ def run(args: argparse.Namespace, info: DistInfo) -> dict:
             "settings": {"data": OmegaConf.to_container(data, resolve=True), "split": args.split, "num_videos": count,
                          "num_samples": args.num_samples, "cond_frames": k, "pred_frames": p,
                          "rollout_clips": -(-p // predictor.frames), "seed": args.seed,
-                         "batch_size": args.batch_size, "weights": "raw" if args.raw_weights else "ema",
+                         "batch_size": args.batch_size, "weights": "raw" if args.raw_weights else "ema", "precision": args.precision,
                          **predictor.settings(**options)},
         }
         result["curves_png"] = write_curves(result, out / "curves.png")

@@ -29,6 +29,8 @@ Everything runs in one process, so the ratios are comparable even on a shared ma
   on copies of the same weights, timed round-robin with the default path (the one validate.py
   samples with); ``--doc docs/BENCHMARKS.md`` writes the comparison with issue 17's targets
   (speed-up, peak memory, DDPM step ratio) into the document's ``bench-targets`` block.
+  ``--sample_variant bf16`` also times the default path under bf16 autocast (``validate.py
+  --precision bf16``), with the largest difference of its frames from the fp32 default's.
   ``--threads`` sets torch's thread count (on a machine whose cores other jobs share, one thread
   per process avoids the oversubscription that makes two-thread timings swing tenfold).
 * **the baselines side by side** (``--methods rsvp,pvdm,lvdm``; default ``rsvp``, the rows above
@@ -89,7 +91,7 @@ from models.rsvp_predictor import RSVPPredictor  # noqa: E402
 from tools.distributed import resolve_device  # noqa: E402
 from tools.flops import flop_counter  # noqa: E402
 from tools.hardware import cpu_model  # noqa: E402
-from tools.pretrained import inference_layout  # noqa: E402
+from tools.pretrained import inference_autocast, inference_layout  # noqa: E402
 from tools.registry import experiment_config, get_experiment  # noqa: E402
 from tools.trainer import Trainer, move_to_device  # noqa: E402
 
@@ -346,16 +348,25 @@ class SamplingPath:
     precision: str = ""  # the method's train.precision
 
 
+SAMPLING_VARIANTS = ("baseline", "bf16")
+
+
 def sampling_paths(task: Any, net: torch.nn.Module, variants: Sequence[str]) -> list[SamplingPath]:
     """``default``: the path ``validate.py`` samples with (``tools.pretrained.load_predictor``: every
     network in its inference layout; oneDNN 3D convolutions; the first stage's frame chunks), then
     each of ``variants``. ``baseline``: the code path before issue 17, on copies of the same
     weights: contiguous weights, PyTorch's own 3D-convolution choice, no frame chunks, every frame of
-    the pseudo-clip encoded (no reuse of repeated frames)."""
+    the pseudo-clip encoded (no reuse of repeated frames). ``bf16``: the default path's predictor
+    under bf16 autocast (``validate.py --precision bf16``)."""
     paths = [SamplingPath("default", inference_layout(task.predictor(net)))]
     for name in variants:
+        if name == "bf16":
+            device = next(net.parameters()).device
+            paths.append(SamplingPath(name, paths[0].predictor, precision="bf16",
+                                      autocast=lambda: inference_autocast("bf16", device)))
+            continue
         if name != "baseline":
-            raise ValueError(f"unknown sampling variant {name!r}; known: baseline")
+            raise ValueError(f"unknown sampling variant {name!r}; known: {', '.join(SAMPLING_VARIANTS)}")
         space, plain_net = copy.deepcopy(task.space), copy.deepcopy(net)
         space.first_stage.set_chunk_frames(0)
         space.first_stage.set_reuse_repeats(False)
@@ -408,8 +419,9 @@ def method_paths(trainers: Trainer | dict[str, Trainer], device: torch.device,
         k, r = task.cond_frames, int(trainer.cfg.data.resolution)
         observed = (torch.rand(1, 3, k, r, r, generator=torch.Generator().manual_seed(0)) * 2 - 1).to(device)
         for path in sampling_paths(task, trainer.ctx.eval_net("model").eval(), variants if method == "rsvp" else ()):
-            path.method, path.autocast, path.observed = method, trainer.ctx.autocast, observed
-            path.frames, path.precision = int(task.space.frames), str(trainer.cfg.train.precision)
+            path.method, path.observed, path.frames = method, observed, int(task.space.frames)
+            if not path.precision:  # a path without a precision of its own runs as the Trainer would
+                path.autocast, path.precision = trainer.ctx.autocast, str(trainer.cfg.train.precision)
             paths.append(path)
     return paths
 
@@ -828,6 +840,11 @@ def targets_markdown(results: dict[str, Any]) -> str:
         met = "met" if speedup >= TARGETS["speedup"] else f"not met: {TARGETS['speedup'] / speedup:.2f}x short"
         lines.append(f"- {r['resolution']}x{r['resolution']} {r['sampler']} {r['steps']} steps: the default path is "
                      f"**{speedup:.2f}x** as fast as the baseline (target >= {TARGETS['speedup']}x: {met}).")
+        for other in results["sampling"]:
+            if "method" not in other and other["variant"] == "bf16" and baseline_of(results, other) is base:
+                lines.append(f"  Under bf16 autocast (`validate.py --precision bf16`, an opt-in) it is "
+                             f"**{base['latency_s'] / other['latency_s']:.2f}x** as fast as the baseline, its frames "
+                             f"within {other['max_abs_diff_vs_default']:.1e} of the fp32 default's.")
         if r["peak_memory_bytes"] and base["peak_memory_bytes"]:
             ratio = r["peak_memory_bytes"] / base["peak_memory_bytes"]
             met = "met" if ratio <= TARGETS["peak_ratio"] else f"not met by {100 * (ratio - TARGETS['peak_ratio']):.0f} points"
@@ -952,9 +969,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--sample_steps", default="20,50")
     parser.add_argument("--sample_repeats", type=int, default=None, help="timed samples per row, fastest kept "
                         "(default 2; quick 1)")
-    parser.add_argument("--sample_variant", action="append", default=[], choices=["baseline"],
+    parser.add_argument("--sample_variant", action="append", default=[], choices=list(SAMPLING_VARIANTS),
                         help="sampling code path to time round-robin against the default one: baseline = before "
-                             "issue 17 (contiguous weights, PyTorch's 3D-conv choice, no frame chunks)")
+                             "issue 17 (contiguous weights, PyTorch's 3D-conv choice, no frame chunks); bf16 = the "
+                             "default path under bf16 autocast (validate.py --precision bf16)")
     parser.add_argument("--methods", default="rsvp",
                         help="comma-separated methods benchmarked side by side: rsvp (the sections above), pvdm, "
                              "lvdm (the baselines' 256x256 UCF-101 configs, shapes64 with --quick: the DDPM training "

@@ -157,6 +157,18 @@ def test_sampling_baseline_path_is_timed_beside_the_default(tiny_first_model, tm
         bench.sampling_paths(trainer.task, trainer.ctx.eval_net("model"), ["fastest"])
 
 
+def test_sampling_bf16_path_runs_the_default_predictor_under_autocast(tiny_first_model, tmp_path):
+    trainer = bench.build_trainer(ddpm_config(tiny_first_model), CPU, tmp_path)
+    rows = bench.bench_sampling(trainer, CPU, ["dpm"], [2], variants=["baseline", "bf16"], track_memory=False)
+    assert [(r["variant"], r["precision"]) for r in rows] == [("default", "auto"), ("baseline", "auto"), ("bf16", "bf16")]
+    # bf16 rounding moves the frames, but not far: a path that ignored the autocast would give 0
+    assert 0 < rows[2]["max_abs_diff_vs_default"] < 0.5
+    results = {"sampling": rows, "train": [], "command": "python scripts/bench.py", "date": "today",
+               "device": bench.device_info(CPU)}
+    text = bench.targets_markdown(results)
+    assert "| bf16 | 32 | dpm | 2 |" in text and "Under bf16 autocast" in text
+
+
 def method_args() -> list[str]:
     """Tiny PVDM and LVDM configs for ``--methods`` (the sizes of their pipeline tests)."""
     from tests.test_lvdm_pipeline import TINY_LVDM, TINY_LVDM_DDPM

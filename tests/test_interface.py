@@ -19,7 +19,7 @@ from models.interface import FirstStage, Predictor, first_stage_ceiling, rollout
 from tests.tiny_configs import TINY_DDPM
 from tools.checkpoint import FORMAT, CheckpointError, atomic_torch_save
 from tools.config import ConfigError, DataConfig, RunConfig, ShapesConfig
-from tools.pretrained import inference_layout, load_first_stage, load_predictor
+from tools.pretrained import inference_autocast, inference_layout, load_first_stage, load_predictor
 from tools.registry import EXPERIMENTS, Experiment, experiment_config, get_experiment, register_experiment
 from tools.video_io import to_uint8
 
@@ -75,6 +75,25 @@ def test_validate_writes_what_the_experiments_predictor_predicts(ddpm_ckpt, tmp_
                 assert np.array_equal(written, to_uint8(frames[row].clamp(-1, 1)))
     settings = json.loads((tmp_path / "v" / "metrics.json").read_text())["settings"]
     assert settings["snap_to_codebook"] is False and settings["steps"] == 2 and settings["rollout_clips"] == 2
+
+
+def test_validate_precision_bf16_predicts_under_autocast_and_records_it(ddpm_ckpt, tmp_path):
+    common = ["--ckpt", str(ddpm_ckpt), "--num_videos", "2", "--steps", "2", "--metrics", "psnr", "--device", "cpu"]
+    for precision in ("fp32", "bf16"):
+        assert validate.main([*common, "--precision", precision, "--out", str(tmp_path / precision)]) == 0
+        settings = json.loads((tmp_path / precision / "metrics.json").read_text())["settings"]
+        assert settings["precision"] == precision
+    predictor = inference_layout(get_experiment("ddpm").load_predictor(ddpm_ckpt, CPU))
+    _, cfg = load_predictor(ddpm_ckpt, CPU)
+    from tools.datasets import build_dataset
+
+    test = build_dataset(OmegaConf.merge(cfg.data, {"frames": 2 + 4}), "test", cfg.seed)
+    observed = torch.stack([test[i]["video"] for i in range(2)])[:, :, :2]
+    with inference_autocast("bf16", CPU):
+        frames = rollout(predictor, observed, 4, validate.sample_generator(0, 0, 0), steps=2).float()
+    bf16 = np.load(tmp_path / "bf16" / "videos" / "video00000_s0.npy")
+    assert np.array_equal(bf16, to_uint8(frames[0].clamp(-1, 1)))
+    assert not np.array_equal(bf16, np.load(tmp_path / "fp32" / "videos" / "video00000_s0.npy"))
 
 
 def test_a_first_stage_checkpoint_gives_a_first_stage(first_stage_run, ddpm_ckpt):

@@ -9,6 +9,7 @@ so its networks come in their fastest inference layout (:func:`models.memory_for
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -97,3 +98,18 @@ def inference_layout(obj: Any) -> Any:
     for module in modules:
         for_inference(module)
     return obj
+
+
+INFERENCE_PRECISIONS = ("fp32", "bf16")
+
+
+def inference_autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """The context a prediction runs in: ``fp32`` (the default of ``validate.py``: evaluation numbers
+    that do not depend on the hardware) or ``bf16`` autocast, an opt-in that is much faster where
+    the hardware has bf16 matrix units (CUDA tensor cores; on the CPU, AMX: docs/BENCHMARKS.md) and
+    shifts the predictions by bf16 rounding."""
+    if precision not in INFERENCE_PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(INFERENCE_PRECISIONS)}; got {precision!r}")
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)

@@ -1,0 +1,39 @@
+"""scripts/warp_hardening.py: one-hot warp weights and the table of a warp first stage."""
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+from warp_hardening import main as hardening, one_hot_largest  # noqa: E402
+
+import main  # noqa: E402
+from tests.tiny_configs import TINY  # noqa: E402
+
+
+def test_one_hot_largest_keeps_the_argmax_offset():
+    weights = torch.softmax(torch.randn(2, 3, 9, 4, 4, generator=torch.Generator().manual_seed(0)), dim=2)
+    hard = one_hot_largest(weights)
+    assert torch.equal(hard.sum(dim=2), torch.ones(2, 3, 4, 4))
+    assert torch.equal(hard.argmax(dim=2), weights.argmax(dim=2))
+
+
+def test_table_of_a_warp_first_stage_and_an_error_for_a_gate_one(first_stage_run, tmp_path, capsys):
+    assert main.main(["--exp", "first_stage", "--config", "configs/first_stage/warp_shapes32.yaml", "--id", "w",
+                      f"results_dir={tmp_path}", *TINY, "train.max_steps=2", "model.vqvae.warp_window=3"]) == 0
+    doc = tmp_path / "doc.md"
+    doc.write_text("a\n<!-- warp-hardening:start -->\n<!-- warp-hardening:end -->\nb\n")
+    assert hardening(["--first_model", str(tmp_path / "first_stage_w_shapes_42" / "model_last.pth"),
+                      "--num_clips", "2", "--doc", str(doc)]) == 0
+    text = doc.read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "PSNR" not in line]
+    assert [r.split(" | ")[0] for r in rows] == ["| trained (soft mixtures)", "| coarse warp one-hot",
+                                                  "| fine 3x3 warp one-hot", "| both warps one-hot"]
+    assert "mean largest weight" in text and text.startswith("a\n") and text.endswith("b\n")
+    # the trained soft weights and the one-hot ones decode differently
+    assert len({r.split(" | ")[1] + r.split(" | ")[2] for r in rows}) > 1
+    capsys.readouterr()
+    assert hardening(["--first_model", str(first_stage_run / "model_last.pth"), "--num_clips", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "no warp" in err[0]
