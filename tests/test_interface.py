@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,6 +95,27 @@ def test_validate_precision_bf16_predicts_under_autocast_and_records_it(ddpm_ckp
     bf16 = np.load(tmp_path / "bf16" / "videos" / "video00000_s0.npy")
     assert np.array_equal(bf16, to_uint8(frames[0].clamp(-1, 1)))
     assert not np.array_equal(bf16, np.load(tmp_path / "fp32" / "videos" / "video00000_s0.npy"))
+
+
+def test_precision_compare_runs_validate_at_both_precisions(ddpm_ckpt, tmp_path, capsys):
+    sys.path.insert(0, str(REPO / "scripts"))
+    from precision_compare import main as compare
+
+    doc = tmp_path / "doc.md"
+    doc.write_text("<!-- precision:start -->\n<!-- precision:end -->\n")
+    assert compare(["--ckpt", str(ddpm_ckpt), "--out", str(tmp_path / "p"), "--doc", str(doc), "--num_videos", "2",
+                    "--steps", "2", "--metrics", "psnr,ssim", "--device", "cpu"]) == 0
+    for precision in ("fp32", "bf16"):
+        assert json.loads((tmp_path / "p" / precision / "metrics.json").read_text())["settings"]["precision"] == precision
+    rows = [line for line in doc.read_text().splitlines() if line.startswith("| ") and "precision" not in line]
+    assert [r.split(" | ")[0] for r in rows] == ["| fp32", "| bf16", "| copy last frame"]
+    for row in rows[:2]:  # psnr, ssim, then the wall time
+        psnr, ssim, seconds = row.split(" | ")[1:4]
+        assert 0 < float(psnr) < 100 and -1 <= float(ssim) <= 1 and seconds.endswith(" s |")
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        compare(["--ckpt", str(ddpm_ckpt), "--out", str(tmp_path / "q"), "--precision", "bf16"])
+    assert "leave it out" in capsys.readouterr().err and not (tmp_path / "q").exists()
 
 
 def test_a_first_stage_checkpoint_gives_a_first_stage(first_stage_run, ddpm_ckpt):
