@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 
 def replace_block(doc: Path, name: str, text: str) -> None:
@@ -13,3 +14,11 @@ def replace_block(doc: Path, name: str, text: str) -> None:
         raise ValueError(f"{doc} has no {start} ... {end} block")
     head, rest = content.split(start, 1)
     doc.write_text(head + start + "\n" + text + "\n" + end + rest.split(end, 1)[1])
+
+
+def publish(text: str, doc: Optional[str], name: str) -> None:
+    """Print a generated table and, when ``doc`` is given, write it into that file's ``name`` block."""
+    print(text)
+    if doc:
+        replace_block(Path(doc), name, text)
+        print(f"wrote the {name} block of {doc}")

@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from doc_block import replace_block  # noqa: E402
+from doc_block import publish  # noqa: E402
 import validate  # noqa: E402
 
 PRECISIONS = ("fp32", "bf16")
@@ -66,10 +66,7 @@ def main(argv=None) -> int:
     runs = run_both(args.ckpt, Path(args.out), options)
     command = " ".join(["python scripts/precision_compare.py", "--ckpt", args.ckpt, "--out", args.out, *options])
     text = markdown(runs, command)
-    print(text)
-    if args.doc:
-        replace_block(Path(args.doc), "precision", text)
-        print(f"wrote the precision block of {args.doc}")
+    publish(text, args.doc, "precision")
     return 0
 
 

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from doc_block import replace_block  # noqa: E402
+from doc_block import publish  # noqa: E402
 from evaluation.frame_metrics import psnr_per_frame  # noqa: E402
 from first_stage_report import _batches  # noqa: E402
 from models.moso import OffsetWarp  # noqa: E402
@@ -117,10 +117,7 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     text = markdown(rows, f"python scripts/warp_hardening.py --first_model {args.first_model} --num_clips {args.num_clips}")
-    print(text)
-    if args.doc:
-        replace_block(Path(args.doc), "warp-hardening", text)
-        print(f"wrote the warp-hardening block of {args.doc}")
+    publish(text, args.doc, "warp-hardening")
     return 0
 
 
