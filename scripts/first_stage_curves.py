@@ -3,7 +3,8 @@ PSNR (EMA weights), temporal-variance ratio and other-motion PSNR at every sampl
 
     python scripts/first_stage_curves.py "LABEL=RUN_DIR" ... [--doc docs/FIRST_STAGE.md]
 
-Prints a Markdown table; with ``--doc`` writes it into that document's ``curves`` block. The
+Prints a Markdown table; with ``--doc`` writes it into that document's ``curves`` block (or
+``--block NAME``). The
 held-out clips are the run's ``model.eval_clips`` first test clips, the same in every run of one
 dataset and resolution, so rows compare recipes at equal training steps.
 """
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", help="LABEL=RUN_DIR")
     parser.add_argument("--doc", help="write the table into this document's curves block")
+    parser.add_argument("--block", default="curves", help="the block's name (default: %(default)s)")
     args = parser.parse_args(argv)
     runs = {}
     for item in args.runs:
@@ -60,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         table = curves_table(runs)
         if args.doc:
-            replace_block(Path(args.doc), "curves", table)
+            replace_block(Path(args.doc), args.block, table)
     except (FileNotFoundError, ValueError) as err:
         parser.error(str(err))
     print(table)
