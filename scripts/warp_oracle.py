@@ -1,6 +1,7 @@
 """How well can moving the anchor frame reproduce a clip? The best whole-pixel offset per cell.
 
     python scripts/warp_oracle.py [--config configs/first_stage/warp_shapes32.yaml] [--num_clips 32]
+        [--settings 2:2,2:1,4:2,4:1,1:1] [--doc docs/FIRST_STAGE.md --block warp-oracle]
 
 For each cell size (the warp's spatial resolution) and offset step (1: every whole pixel; 2: the
 even offsets, as a warp made at half resolution moves), every frame of each test clip is built
@@ -24,8 +25,20 @@ from evaluation.frame_metrics import psnr_per_frame  # noqa: E402
 from tools.datasets import build_dataset  # noqa: E402
 from tools.experiments.first_stage import first_stage_data, split_anchor  # noqa: E402
 from tools.registry import experiment_config  # noqa: E402
+from scripts.doc_block import publish  # noqa: E402
 
-SETTINGS = ((2, 2), (2, 1), (4, 2), (4, 1), (1, 1))  # (cell pixels, offset step)
+DEFAULT_SETTINGS = "2:2,2:1,4:2,4:1,1:1"  # CELL:STEP pairs (cell pixels, offset step in pixels)
+
+
+def parse_settings(text: str) -> list[tuple[int, int]]:
+    """``"8:4,4:1"`` -> ``[(8, 4), (4, 1)]``; raises ``ValueError`` with the offending item."""
+    settings = []
+    for item in text.split(","):
+        cell, sep, step = item.strip().partition(":")
+        if not (sep and cell.isdigit() and step.isdigit() and int(cell) > 0 and int(step) > 0):
+            raise ValueError(f"expected CELL:STEP with positive whole numbers, got {item.strip()!r}")
+        settings.append((int(cell), int(step)))
+    return settings
 
 
 def best_offset_frames(video: torch.Tensor, anchor: torch.Tensor, reach: int, step: int, cell: int) -> torch.Tensor:
@@ -52,21 +65,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default="configs/first_stage/warp_shapes32.yaml")
     parser.add_argument("--num_clips", type=int, default=32)
     parser.add_argument("--reach", type=int, default=12, help="largest displacement tried, in pixels (default 12)")
+    parser.add_argument("--settings", default=DEFAULT_SETTINGS,
+                        help="comma-separated CELL:STEP pairs to score (default: %(default)s)")
+    parser.add_argument("--doc", help="also write the table into this Markdown file's block")
+    parser.add_argument("--block", default="warp-oracle", help="the block's name (default: %(default)s)")
     args = parser.parse_args(argv)
+    try:
+        settings = parse_settings(args.settings)
+    except ValueError as err:
+        parser.error(str(err))
+    if args.doc and f"<!-- {args.block}:start -->" not in (Path(args.doc).read_text() if Path(args.doc).is_file() else ""):
+        parser.error(f"{args.doc} has no <!-- {args.block}:start --> ... end block to write into")
     cfg = experiment_config("first_stage", args.config, [])
     if cfg.model.vqvae.anchor != "before":
         parser.error("the oracle moves the frame before the clip: use a config with model.vqvae.anchor: before")
     data = build_dataset(first_stage_data(cfg), "test")
     anchor, batch = split_anchor(cfg, default_collate([data[i] for i in range(min(args.num_clips, len(data)))]))
     video = batch["video"]
-    print(f"{video.shape[0]} test clips, {video.shape[2]} frames at {video.shape[-1]}x{video.shape[-1]}, "
-          f"offsets up to {args.reach} pixels\n")
-    print("| cell (pixels) | offset step (pixels) | PSNR (dB) |\n|---|---|---|")
-    for cell, step in SETTINGS:
+    size = video.shape[-1]
+    if any(size % cell for cell, _ in settings):
+        parser.error(f"every cell size must divide the frame size {size}: got {args.settings}")
+    command = (f"python scripts/warp_oracle.py --config {args.config} --num_clips {args.num_clips} "
+               f"--reach {args.reach} --settings {args.settings}")
+    lines = [f"`{command}`: {video.shape[0]} test clips, {video.shape[2]} frames at {size}x{size}, "
+             f"offsets up to {args.reach} pixels", "",
+             "| cell (pixels) | offset step (pixels) | PSNR (dB) |", "|---|---|---|"]
+    for cell, step in settings:
         frames = best_offset_frames(video, anchor, args.reach, step, cell)
-        print(f"| {cell}x{cell} | {step} | {float(psnr_per_frame(frames, video).mean()):.2f} |")
+        lines.append(f"| {cell}x{cell} | {step} | {float(psnr_per_frame(frames, video).mean()):.2f} |")
     unmoved = anchor[:, :, None].expand_as(video)
-    print(f"| (no move: the anchor frame) | – | {float(psnr_per_frame(unmoved, video).mean()):.2f} |")
+    lines.append(f"| (no move: the anchor frame) | – | {float(psnr_per_frame(unmoved, video).mean()):.2f} |")
+    publish("\n".join(lines), args.doc, args.block)
     return 0
 
 

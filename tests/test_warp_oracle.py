@@ -18,3 +18,15 @@ def test_a_clip_of_shifted_anchors_is_rebuilt_exactly_and_odd_shifts_need_unit_s
     even = best_offset_frames(video, anchor, reach=3, step=2, cell=1)
     assert torch.equal(even[:, :, 1], video[:, :, 1])  # a 2-pixel shift is reachable with even steps
     assert not torch.equal(even[:, :, 0], video[:, :, 0])  # a 1-pixel shift is not
+
+
+def test_settings_parse_and_bad_settings_exit_2_with_one_line(capsys):
+    import pytest
+    from warp_oracle import main, parse_settings
+
+    assert parse_settings("8:4, 4:1") == [(8, 4), (4, 1)]
+    for bad in ("8", "8:0", "a:1", "4:2,"):
+        with pytest.raises(SystemExit) as exc:
+            main(["--settings", bad])
+        assert exc.value.code == 2
+        assert "error: expected CELL:STEP" in capsys.readouterr().err.strip().splitlines()[-1]
