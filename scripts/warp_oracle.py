@@ -25,7 +25,7 @@ from evaluation.frame_metrics import psnr_per_frame  # noqa: E402
 from tools.datasets import build_dataset  # noqa: E402
 from tools.experiments.first_stage import first_stage_data, split_anchor  # noqa: E402
 from tools.registry import experiment_config  # noqa: E402
-from scripts.doc_block import publish  # noqa: E402
+from scripts.doc_block import check_block, publish  # noqa: E402
 
 DEFAULT_SETTINGS = "2:2,2:1,4:2,4:1,1:1"  # CELL:STEP pairs (cell pixels, offset step in pixels)
 
@@ -74,17 +74,20 @@ def main(argv: list[str] | None = None) -> int:
         settings = parse_settings(args.settings)
     except ValueError as err:
         parser.error(str(err))
-    if args.doc and f"<!-- {args.block}:start -->" not in (Path(args.doc).read_text() if Path(args.doc).is_file() else ""):
-        parser.error(f"{args.doc} has no <!-- {args.block}:start --> ... end block to write into")
+    if args.doc:
+        try:
+            check_block(Path(args.doc), args.block)
+        except ValueError as err:
+            parser.error(str(err))
     cfg = experiment_config("first_stage", args.config, [])
     if cfg.model.vqvae.anchor != "before":
         parser.error("the oracle moves the frame before the clip: use a config with model.vqvae.anchor: before")
+    size = cfg.data.resolution
+    if any(size % cell for cell, _ in settings):
+        parser.error(f"every cell size must divide the frame size {size}: got {args.settings}")
     data = build_dataset(first_stage_data(cfg), "test")
     anchor, batch = split_anchor(cfg, default_collate([data[i] for i in range(min(args.num_clips, len(data)))]))
     video = batch["video"]
-    size = video.shape[-1]
-    if any(size % cell for cell, _ in settings):
-        parser.error(f"every cell size must divide the frame size {size}: got {args.settings}")
     command = (f"python scripts/warp_oracle.py --config {args.config} --num_clips {args.num_clips} "
                f"--reach {args.reach} --settings {args.settings}")
     lines = [f"`{command}`: {video.shape[0]} test clips, {video.shape[2]} frames at {size}x{size}, "

@@ -2,6 +2,7 @@
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
@@ -21,7 +22,6 @@ def test_a_clip_of_shifted_anchors_is_rebuilt_exactly_and_odd_shifts_need_unit_s
 
 
 def test_settings_parse_and_bad_settings_exit_2_with_one_line(capsys):
-    import pytest
     from warp_oracle import main, parse_settings
 
     assert parse_settings("8:4, 4:1") == [(8, 4), (4, 1)]
