@@ -68,6 +68,14 @@ class MosoConfig:
     object_input: str = "clip"  # clip: masked frames (MOSO) | anchor: the anchor frame, the content motion moves
     merge: str = "gate"  # gate (MOSO) | warp: motion moves the object features by local offsets, then the gate
     warp_window: int = 9  # warp: offsets within +-(window // 2) cells of the merge resolution
+    # warp only. none: each frame's offset weights come from its motion features alone | object:
+    # they also compare the motion features (a query) with the object features at every offset's
+    # source cell (keys), so the decoder can tell from the anchor's content which cells a motion moves
+    warp_keys: str = "none"
+    # warp only. soft: each cell mixes its offsets by their softmax weights | hard: it copies from
+    # its most likely offset (one-hot forward pass, the softmax's gradient backward: straight-through),
+    # in both the coarse and the fine pixel warp, so moved pixels are copied, never blended
+    warp_choice: str = "soft"
     # difference: the anchor difference at full resolution (MOSO) | matching: at the merge resolution,
     # how well each offset in the warp window matches the anchor frame, beside the anchor difference
     motion_input: str = "difference"
@@ -85,13 +93,17 @@ class MosoConfig:
     def __post_init__(self) -> None:
         for key, allowed in (("anchor", ("first", "before")), ("object_input", ("clip", "anchor")),
                              ("merge", ("gate", "warp")), ("temporal_fusion", ("concat", "mean")),
-                             ("motion_input", ("difference", "matching"))):
+                             ("motion_input", ("difference", "matching")), ("warp_keys", ("none", "object")),
+                             ("warp_choice", ("soft", "hard"))):
             if getattr(self, key) not in allowed:
                 raise ValueError(f"model.vqvae.{key} must be one of {', '.join(allowed)}; got {getattr(self, key)!r}")
         if self.chunk_frames < 0:
             raise ValueError(f"model.vqvae.chunk_frames must be >= 0 (0: no chunks); got {self.chunk_frames}")
         if self.warp_window < 1 or self.warp_window % 2 == 0:
             raise ValueError(f"model.vqvae.warp_window must be a positive odd number; got {self.warp_window}")
+        for key, off in (("warp_keys", "none"), ("warp_choice", "soft")):
+            if getattr(self, key) != off and self.merge != "warp":
+                raise ValueError(f"model.vqvae.{key}: {getattr(self, key)} needs merge: warp (got merge: {self.merge})")
         if self.pixel_warp and (self.merge != "warp" or self.anchor != "before"):
             raise ValueError("model.vqvae.pixel_warp needs merge: warp and anchor: before "
                              f"(got merge: {self.merge}, anchor: {self.anchor})")
@@ -252,6 +264,11 @@ class GatedMerge(nn.Module):
         return self.out(torch.cat([fused, *extra], dim=1))
 
 
+def one_hot_largest(weights: torch.Tensor) -> torch.Tensor:
+    """Offset weights ``[B, T, K, H, W]`` replaced by a one-hot choice of their largest entry."""
+    return F.one_hot(weights.argmax(dim=2), weights.shape[2]).movedim(-1, 2).to(weights.dtype)
+
+
 class OffsetWarp(nn.Module):
     """Moves a clip's object features for every frame: each output cell is a softmax-weighted sum
     of the input cells within ``window x window`` around it, weights predicted from that frame's
@@ -259,18 +276,47 @@ class OffsetWarp(nn.Module):
     gradient, so displacements of several cells are learnable from the start.
     """
 
-    def __init__(self, channels: int, window: int) -> None:
+    def __init__(self, channels: int, window: int, key_dim: int = 0, hard: bool = False) -> None:
         super().__init__()
-        self.window = window
+        self.window, self.hard = window, hard
         self.to_logits = nn.Conv2d(channels, window * window, 3, padding=1)
         with torch.no_grad():  # start close to the identity (the centre offset dominates), but let
             # motion steer it from the first step: a zero weight would give the motion encoder no gradient
             self.to_logits.bias.zero_()
             self.to_logits.bias[window * window // 2] = 4.0
+        # key_dim > 0 (warp_keys: object): a local attention term, query from the motion features,
+        # keys from the content at each offset's source cell. The query starts at zero, so a new
+        # model starts as the motion-only warp and learns how much to read the content.
+        self.to_query = nn.Conv2d(channels, key_dim, 1) if key_dim else None
+        self.to_key = nn.Conv2d(channels, key_dim, 1) if key_dim else None
+        if self.to_query is not None:
+            nn.init.zeros_(self.to_query.weight)
+            nn.init.zeros_(self.to_query.bias)
 
-    def weights(self, motion: torch.Tensor, frames: int) -> torch.Tensor:
-        """``[B, T, window^2, H, W]`` offset weights from motion features ``[B*T, C, H, W]``."""
-        return rearrange(self.to_logits(motion).softmax(dim=1), "(b t) k h w -> b t k h w", t=frames)
+    def weights(self, motion: torch.Tensor, frames: int, content: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``[B, T, window^2, H, W]`` offset weights from motion features ``[B*T, C, H, W]`` (and,
+        with keys, the clip's content features ``[B, C, H, W]`` that the warp moves)."""
+        logits = rearrange(self.to_logits(motion), "(b t) k h w -> b t k h w", t=frames)
+        if self.to_query is not None:
+            if content is None:
+                raise ValueError("a warp with content keys needs the content features it moves")
+            logits = logits + self.content_logits(motion, content, frames)
+        soft = logits.softmax(dim=2)
+        if not self.hard:
+            return soft
+        hard = one_hot_largest(soft)
+        return hard + soft - soft.detach() if torch.is_grad_enabled() else hard
+
+    def content_logits(self, motion: torch.Tensor, content: torch.Tensor, frames: int) -> torch.Tensor:
+        """``[B, T, window^2, H, W]``: scaled dot products of each cell's motion query with the
+        content key ``window // 2`` cells around it (zero outside the frame)."""
+        query = rearrange(self.to_query(motion), "(b t) d h w -> b t d h w", t=frames)
+        keys = self.to_key(content)
+        d, h = keys.shape[1], keys.shape[2]
+        pad = self.window // 2
+        patches = rearrange(F.unfold(F.pad(keys, (pad, pad, pad, pad)), self.window),
+                            "b (d k) (h w) -> b d k h w", d=d, h=h)
+        return torch.einsum("btdhw,bdkhw->btkhw", query, patches) / d**0.5
 
     def move(self, x: torch.Tensor, weights: torch.Tensor, dilation: int = 1, border: str = "constant") -> torch.Tensor:
         """``x`` ``[B, C, H, W]`` moved by ``weights`` ``[B, T, window^2, H, W]`` -> ``[B*T, C, H, W]``.
@@ -290,7 +336,7 @@ class OffsetWarp(nn.Module):
 
     def forward(self, obj: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
         """``obj`` ``[B, C, H, W]`` (one map per clip), ``motion`` ``[B*T, C, H, W]`` -> ``[B*T, C, H, W]``."""
-        return self.move(obj, self.weights(motion, motion.shape[0] // obj.shape[0]))
+        return self.move(obj, self.weights(motion, motion.shape[0] // obj.shape[0], obj))
 
 
 class MergeDecoder(nn.Module):
@@ -303,7 +349,9 @@ class MergeDecoder(nn.Module):
             "object": resample_stack(hid, cfg.down_object, cfg.down_content),
             "motion": resample_stack(hid, cfg.down_motion, cfg.down_content),
         })
-        self.warp = OffsetWarp(hid, cfg.warp_window) if cfg.merge == "warp" else None
+        hard = cfg.warp_choice == "hard"
+        self.warp = (OffsetWarp(hid, cfg.warp_window, key_dim=16 if cfg.warp_keys == "object" else 0, hard=hard)
+                     if cfg.merge == "warp" else None)
         self.merge = GatedMerge(hid, with_motion=cfg.merge == "gate")
         self.res = ResidualStack(hid, cfg.res_depth)
         self.up = UpStack(hid, cfg.down_content)
@@ -312,7 +360,7 @@ class MergeDecoder(nn.Module):
         # and a 3x3 warp at full resolution after the warp's 2^down_content-pixel steps, so that
         # every whole-pixel displacement is reachable (from the decoder's features and the motion's)
         self.to_keep = nn.Conv2d(hid, 1, 3, padding=1) if cfg.pixel_warp else None
-        self.fine = OffsetWarp(2 * hid, 3) if cfg.pixel_warp else None
+        self.fine = OffsetWarp(2 * hid, 3, hard=hard) if cfg.pixel_warp else None
 
     def _content(self, name: str, code: torch.Tensor) -> torch.Tensor:
         return self.to_content[name](self.from_code[name](code))
@@ -343,7 +391,7 @@ class MergeDecoder(nn.Module):
         object_f = self._content("object", obj[:, :, 0])
         motion_f = self._content("motion", rearrange(motion, "b d t h w -> (b t) d h w"))
         if self.warp is not None:
-            weights = self.warp.weights(motion_f, t)
+            weights = self.warp.weights(motion_f, t, object_f)
         if self.to_keep is not None and force_gate is None and anchor is None:
             raise ValueError("a pixel_warp first stage decodes from its codes *and* the anchor frame: pass anchor=")
         motion_f = rearrange(motion_f, "(b t) c h w -> b t c h w", b=b)

@@ -2,8 +2,9 @@
 ``<!-- NAME:end -->``, so that a script can regenerate its table without touching the prose."""
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional, Sequence
 
 
 def check_block(doc: Path, name: str) -> str:
@@ -30,3 +31,35 @@ def publish(text: str, doc: Optional[str], name: str) -> None:
     if doc:
         replace_block(Path(doc), name, text)
         print(f"wrote the {name} block of {doc}")
+
+
+def labelled_paths(parser: argparse.ArgumentParser, items: list[str], what: str) -> dict[str, Path]:
+    """``LABEL=PATH`` arguments as an ordered dict; a usage error (exit 2) for any other form."""
+    paths = {}
+    for item in items:
+        label, sep, path = item.partition("=")
+        if not sep or not label:
+            parser.error(f"expected LABEL={what}, got {item!r}")
+        paths[label] = Path(path)
+    return paths
+
+
+def labelled_table_main(argv: Optional[Sequence[str]], description: str, what: str, default_block: str,
+                        make_table: Callable[[dict[str, Path]], str]) -> int:
+    """The command line of a script that tables labelled files side by side: ``LABEL=PATH ...
+    [--doc DOC [--block NAME]]``. The block is checked before the table is made; a missing or
+    unreadable file is a usage error (exit 2, one line)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("items", nargs="+", metavar=f"LABEL={what}")
+    parser.add_argument("--doc", help="also write the table into this document's block")
+    parser.add_argument("--block", default=default_block, help="the block's name (default: %(default)s)")
+    args = parser.parse_args(argv)
+    paths = labelled_paths(parser, args.items, what)
+    try:
+        if args.doc:
+            check_block(Path(args.doc), args.block)
+        publish(make_table(paths), args.doc, args.block)
+    except (FileNotFoundError, ValueError) as err:  # json.JSONDecodeError is a ValueError
+        parser.error(str(err))
+    return 0
+

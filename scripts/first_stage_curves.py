@@ -10,14 +10,13 @@ dataset and resolution, so rows compare recipes at equal training steps.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts.doc_block import replace_block  # noqa: E402
+from scripts.doc_block import labelled_table_main  # noqa: E402
 
 COLUMNS = (("eval/psnr", "PSNR", "{:.2f}"), ("decomp/temporal_variance_ratio", "TV ratio", "{:.3f}"),
            ("decomp/other_motion_psnr", "other-motion PSNR", "{:.2f}"))
@@ -48,26 +47,7 @@ def curves_table(runs: dict[str, Path]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("runs", nargs="+", help="LABEL=RUN_DIR")
-    parser.add_argument("--doc", help="write the table into this document's curves block")
-    parser.add_argument("--block", default="curves", help="the block's name (default: %(default)s)")
-    args = parser.parse_args(argv)
-    runs = {}
-    for item in args.runs:
-        label, sep, path = item.partition("=")
-        if not sep or not label:
-            parser.error(f"expected LABEL=RUN_DIR, got {item!r}")
-        runs[label] = Path(path)
-    try:
-        table = curves_table(runs)
-        if args.doc:
-            replace_block(Path(args.doc), args.block, table)
-    except (FileNotFoundError, ValueError) as err:
-        parser.error(str(err))
-    print(table)
-    return 0
-
+    return labelled_table_main(argv, __doc__.split("\n\n")[0], "RUN_DIR", "curves", curves_table)
 
 if __name__ == "__main__":
     sys.exit(main())

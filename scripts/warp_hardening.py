@@ -17,18 +17,17 @@ import argparse
 import contextlib
 import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 
-from doc_block import publish  # noqa: E402
+from doc_block import check_block, publish  # noqa: E402
 from evaluation.frame_metrics import psnr_per_frame  # noqa: E402
 from first_stage_report import _batches  # noqa: E402
-from models.moso import OffsetWarp  # noqa: E402
+from models.moso import OffsetWarp, one_hot_largest  # noqa: E402
 from tools.config import ConfigError  # noqa: E402
 from tools.datasets import build_dataset  # noqa: E402
 from tools.experiments.decomposition import temporal_variance_ratio  # noqa: E402
@@ -39,11 +38,6 @@ SETTINGS = {"none": "trained (soft mixtures)", "coarse": "coarse warp one-hot", 
             "both": "both warps one-hot"}
 
 
-def one_hot_largest(weights: torch.Tensor) -> torch.Tensor:
-    """Offset weights ``[B, T, K, H, W]`` replaced by a one-hot choice of their largest entry."""
-    return F.one_hot(weights.argmax(dim=2), weights.shape[2]).movedim(-1, 2).to(weights.dtype)
-
-
 @contextlib.contextmanager
 def hardened(warps: dict[str, OffsetWarp], which: set[str], stats: dict[str, list[float]]) -> Iterator[None]:
     """Inside the block each warp named in ``which`` uses :func:`one_hot_largest` of its weights;
@@ -51,8 +45,8 @@ def hardened(warps: dict[str, OffsetWarp], which: set[str], stats: dict[str, lis
     def wrap(name: str, warp: OffsetWarp):
         trained = warp.weights
 
-        def weights(motion: torch.Tensor, frames: int) -> torch.Tensor:
-            w = trained(motion, frames)
+        def weights(motion: torch.Tensor, frames: int, content: Optional[torch.Tensor] = None) -> torch.Tensor:
+            w = trained(motion, frames, content)
             stats.setdefault(f"{name}_max", []).append(float(w.amax(dim=2).mean()))
             stats.setdefault(f"{name}_entropy", []).append(float(-(w * w.clamp_min(1e-12).log()).sum(dim=2).mean()))
             return one_hot_largest(w) if name in which else w
@@ -108,8 +102,14 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--first_model", required=True, help="a warp first-stage checkpoint")
     parser.add_argument("--num_clips", type=int, default=64, help="test clips scored (default 64)")
-    parser.add_argument("--doc", help="write the table into this file's warp-hardening block")
+    parser.add_argument("--doc", help="write the table into this file's block")
+    parser.add_argument("--block", default="warp-hardening", help="the block's name (default: %(default)s)")
     args = parser.parse_args(argv)
+    if args.doc:
+        try:  # fail before the measurement, not after it
+            check_block(Path(args.doc), args.block)
+        except ValueError as err:
+            parser.error(str(err))
     torch.manual_seed(0)
     try:
         rows = measure(args.first_model, args.num_clips)
@@ -117,7 +117,7 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     text = markdown(rows, f"python scripts/warp_hardening.py --first_model {args.first_model} --num_clips {args.num_clips}")
-    publish(text, args.doc, "warp-hardening")
+    publish(text, args.doc, args.block)
     return 0
 
 

@@ -6,7 +6,8 @@
 For each cell size (the warp's spatial resolution) and offset step (1: every whole pixel; 2: the
 even offsets, as a warp made at half resolution moves), every frame of each test clip is built
 from the anchor frame (the frame before the clip) moved by the one offset that matches that cell
-best, and scored in PSNR against the frame. No model is involved: it is the ceiling of a warp
+best, and scored in PSNR against the frame and in temporal-variance ratio (how sharp a warp of
+whole-pixel copies stays over time). No model is involved: it is the ceiling of a warp
 of that resolution, which tells how fine the motion tokens (cells) must be to reach a target.
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ from torch.utils.data import default_collate  # noqa: E402
 
 from evaluation.frame_metrics import psnr_per_frame  # noqa: E402
 from tools.datasets import build_dataset  # noqa: E402
+from tools.experiments.decomposition import temporal_variance_ratio  # noqa: E402
 from tools.experiments.first_stage import first_stage_data, split_anchor  # noqa: E402
 from tools.registry import experiment_config  # noqa: E402
 from scripts.doc_block import check_block, publish  # noqa: E402
@@ -92,12 +94,14 @@ def main(argv: list[str] | None = None) -> int:
                f"--reach {args.reach} --settings {args.settings}")
     lines = [f"`{command}`: {video.shape[0]} test clips, {video.shape[2]} frames at {size}x{size}, "
              f"offsets up to {args.reach} pixels", "",
-             "| cell (pixels) | offset step (pixels) | PSNR (dB) |", "|---|---|---|"]
+             "| cell (pixels) | offset step (pixels) | PSNR (dB) | temporal-variance ratio |", "|---|---|---|---|"]
+
+    def scores(frames: torch.Tensor) -> str:
+        return f"{float(psnr_per_frame(frames, video).mean()):.2f} | {float(temporal_variance_ratio(frames, video)):.3f}"
+
     for cell, step in settings:
-        frames = best_offset_frames(video, anchor, args.reach, step, cell)
-        lines.append(f"| {cell}x{cell} | {step} | {float(psnr_per_frame(frames, video).mean()):.2f} |")
-    unmoved = anchor[:, :, None].expand_as(video)
-    lines.append(f"| (no move: the anchor frame) | – | {float(psnr_per_frame(unmoved, video).mean()):.2f} |")
+        lines.append(f"| {cell}x{cell} | {step} | {scores(best_offset_frames(video, anchor, args.reach, step, cell))} |")
+    lines.append(f"| (no move: the anchor frame) | – | {scores(anchor[:, :, None].expand_as(video))} |")
     publish("\n".join(lines), args.doc, args.block)
     return 0
 

@@ -139,3 +139,17 @@ def test_extract_prediction_pairs_use_only_observed_frames_for_the_condition(fir
     for k in ("scene", "object", "motion"):
         assert torch.equal(stored[f"cond_{k}"], cond[k])
     assert torch.equal(stored["future_motion"], future["motion"])
+
+
+MOSO_CONFIGS = sorted(p for pattern in ("moso_*.yaml", "warp_*.yaml")
+                      for p in (Path(__file__).resolve().parents[1] / "configs" / "first_stage").glob(pattern))
+
+
+@pytest.mark.parametrize("path", MOSO_CONFIGS, ids=lambda p: p.name)
+def test_every_shipped_moso_config_loads_and_builds(path):
+    from tools.experiments.first_stage import build_vqvae
+    from tools.registry import experiment_config
+
+    cfg = experiment_config("gan" if path.stem.endswith("_gan") else "first_stage", str(path), [])
+    model = build_vqvae(cfg)
+    assert model.resolution == cfg.data.resolution and model.frames == cfg.data.frames

@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from models.moso import MosoConfig, MosoVQVAE, OffsetWarp, anchor_difference, decompose_inputs, motion_mask
+from models.moso import (MosoConfig, MosoVQVAE, OffsetWarp, anchor_difference, decompose_inputs, motion_mask,
+                         one_hot_largest)
 from evaluation.frame_metrics import psnr_per_frame
 from models.quantizers import EMAVectorQuantizer, FSQuantizer
 
@@ -143,6 +144,54 @@ def test_warp_model_decodes_with_motion_from_the_anchor():
     assert out["recon"].shape == video.shape and out["codes"]["object"].shape[2] == 1
     out["recon"].mean().backward()
     assert model.decoder.warp.to_logits.weight.grad is not None
+
+
+def test_warp_keys_let_content_choose_the_offset():
+    """With content keys, a query that matches one source cell's content makes the warp take it."""
+    warp = OffsetWarp(channels=2, window=3, key_dim=2)
+    obj = torch.zeros(1, 2, 5, 5)
+    obj[:, 0, 2, 2] = 1.0  # one marked cell
+    with torch.no_grad():
+        warp.to_logits.weight.zero_()
+        warp.to_logits.bias.zero_()  # the motion-only term prefers no offset
+        warp.to_key.weight.copy_(torch.eye(2)[:, :, None, None])
+        warp.to_key.bias.zero_()
+        warp.to_query.bias.copy_(torch.tensor([1e4, 0.0]))  # look for the marked content
+    start = OffsetWarp(channels=2, window=3, key_dim=2)
+    motion = torch.zeros(1, 2, 5, 5)
+    assert torch.allclose(start.weights(motion, 1, obj), OffsetWarp(2, 3).weights(motion, 1)), "starts motion-only"
+    moved = warp(obj, motion)
+    assert torch.allclose(moved[0, 0, 1:4, 1:4], torch.ones(3, 3)), "every neighbour pulls the marked cell"
+    with pytest.raises(ValueError, match="content"):
+        warp.weights(motion, 1)
+
+
+def test_warp_keys_model_trains_its_keys():
+    model = small_model(merge="warp", object_input="anchor", anchor="before", temporal_fusion="mean",
+                        temporal_position=False, warp_window=5, pixel_warp=True, down_content=1, warp_keys="object")
+    video = clip()
+    out = model(video, step=0, anchor=video[:, :, 0])
+    out["recon"].mean().backward()
+    assert model.decoder.warp.to_query.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="warp_keys"):
+        MosoConfig(warp_keys="object")
+
+
+def test_hard_warp_copies_from_one_offset_and_passes_the_softmax_gradient():
+    soft, hard = OffsetWarp(channels=2, window=3), OffsetWarp(channels=2, window=3, hard=True)
+    hard.load_state_dict(soft.state_dict())
+    motion = torch.randn(2, 2, 5, 5, requires_grad=True)
+    w_soft, w_hard = soft.weights(motion, 2), hard.weights(motion, 2)
+    assert torch.allclose(w_hard.detach(), one_hot_largest(w_soft.detach()), atol=1e-6)
+    assert torch.allclose(w_hard.detach().sum(dim=2), torch.ones(1, 2, 5, 5))
+    target = torch.randn_like(w_soft)
+    g_soft, = torch.autograd.grad((w_soft * target).sum(), motion)
+    g_hard, = torch.autograd.grad((w_hard * target).sum(), motion)
+    assert torch.allclose(g_soft, g_hard)  # straight-through: the backward pass is the softmax's
+    with torch.no_grad():
+        assert torch.equal(hard.weights(motion, 2), one_hot_largest(w_soft.detach()))
+    with pytest.raises(ValueError, match="warp_choice"):
+        MosoConfig(warp_choice="hard")
 
 
 def test_pixel_warp_moves_anchor_pixels_at_full_resolution():

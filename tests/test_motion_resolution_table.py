@@ -5,6 +5,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scripts.motion_resolution_table import main  # noqa: E402
@@ -31,3 +33,18 @@ def test_the_block_holds_both_runs_and_the_step_time_ratio(tmp_path):
     assert "old" not in text and text.startswith("before") and text.rstrip().endswith("after")
     assert "| 26.30 |" in text and "| 27.00 |" in text and "| 23.30 |" in text
     assert "takes 4.0x as long" in text
+
+
+def test_a_further_variant_gets_its_row_and_step_time_and_a_missing_file_is_exit_2(tmp_path):
+    shipped = run_folder(tmp_path / "a", 26.3, 23.1, 0.3)
+    dm1 = run_folder(tmp_path / "b", 27.0, 23.3, 1.2)
+    keys = run_folder(tmp_path / "c", 26.8, 23.4, 0.33)
+    doc = tmp_path / "doc.md"
+    doc.write_text("<!-- motion-resolution:start -->\n<!-- motion-resolution:end -->\n")
+    assert main(["--shipped", str(shipped), "--dm1", str(dm1), "--row", f"keys={keys}", "--doc", str(doc)]) == 0
+    text = doc.read_text()
+    assert "| keys | 26.80 |" in text and "on those of keys, 1.1x" in text
+    (keys / "s2_step_time.txt").unlink()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--shipped", str(shipped), "--dm1", str(dm1), "--row", f"keys={keys}"])
+    assert exit_info.value.code == 2

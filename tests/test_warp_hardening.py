@@ -21,11 +21,15 @@ def test_one_hot_largest_keeps_the_argmax_offset():
 
 def test_table_of_a_warp_first_stage_and_an_error_for_a_gate_one(first_stage_run, tmp_path, capsys):
     assert main.main(["--exp", "first_stage", "--config", "configs/first_stage/warp_shapes32.yaml", "--id", "w",
-                      f"results_dir={tmp_path}", *TINY, "train.max_steps=2", "model.vqvae.warp_window=3"]) == 0
+                      f"results_dir={tmp_path}", *TINY, "train.max_steps=2", "model.vqvae.warp_window=3",
+                      "model.vqvae.warp_keys=object"]) == 0  # content keys: the wrapped weights get the content
     doc = tmp_path / "doc.md"
-    doc.write_text("a\n<!-- warp-hardening:start -->\n<!-- warp-hardening:end -->\nb\n")
-    assert hardening(["--first_model", str(tmp_path / "first_stage_w_shapes_42" / "model_last.pth"),
-                      "--num_clips", "2", "--doc", str(doc)]) == 0
+    doc.write_text("a\n<!-- hard-keys:start -->\n<!-- hard-keys:end -->\nb\n")
+    model = str(tmp_path / "first_stage_w_shapes_42" / "model_last.pth")
+    with pytest.raises(SystemExit) as exit_info:  # the default block is not in this doc: refused before measuring
+        hardening(["--first_model", model, "--num_clips", "2", "--doc", str(doc)])
+    assert exit_info.value.code == 2
+    assert hardening(["--first_model", model, "--num_clips", "2", "--doc", str(doc), "--block", "hard-keys"]) == 0
     text = doc.read_text()
     rows = [line for line in text.splitlines() if line.startswith("| ") and "PSNR" not in line]
     assert [r.split(" | ")[0] for r in rows] == ["| trained (soft mixtures)", "| coarse warp one-hot",

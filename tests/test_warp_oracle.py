@@ -30,3 +30,15 @@ def test_settings_parse_and_bad_settings_exit_2_with_one_line(capsys):
             main(["--settings", bad])
         assert exc.value.code == 2
         assert "error: expected CELL:STEP" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_table_scores_psnr_and_temporal_variance_into_a_named_block(tmp_path, capsys):
+    from warp_oracle import main
+
+    doc = tmp_path / "doc.md"
+    doc.write_text("a\n<!-- oracle:start -->\n<!-- oracle:end -->\nb\n")
+    assert main(["--num_clips", "2", "--reach", "2", "--settings", "4:2", "--doc", str(doc), "--block", "oracle"]) == 0
+    rows = [line.split(" | ") for line in doc.read_text().splitlines() if line.startswith("| ") and "PSNR" not in line]
+    assert [r[0] for r in rows] == ["| 4x4", "| (no move: the anchor frame)"]
+    assert rows[1][-1] == "0.000 |"  # the anchor repeated does not vary over time
+    assert float(rows[0][-1].rstrip(" |")) > 0 and float(rows[0][2]) >= float(rows[1][2])  # offset 0 is a choice
