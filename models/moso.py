@@ -19,7 +19,8 @@ encodes the objects from the anchor frame alone; ``merge: warp`` turns each fram
 features into a soft choice among local offsets that *moves* the object features before the
 gated merge, so that motion places content instead of only choosing between scene and object;
 ``pixel_warp`` also moves the anchor frame's pixels by that warp and blends them into the output,
-so decoding reads the anchor frame besides the codes.
+so decoding reads the anchor frame besides the codes; ``warp_keys: object`` lets the anchor's
+content (the object features) take part in choosing each cell's offset.
 """
 from __future__ import annotations
 
