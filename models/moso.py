@@ -560,6 +560,15 @@ class MosoVQVAE(nn.Module):
     def decode_indices(self, indices: dict[str, torch.Tensor], anchor: Optional[torch.Tensor] = None) -> torch.Tensor:
         return self.decode(self.codes_from_indices(indices), anchor=anchor)
 
+    @torch.no_grad()
+    def warp_targets(self, video: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
+        """``[B, T, h, w]``: per cell of the merge resolution, the index of the warp offset whose
+        anchor content matches each frame best (the model-free oracle's choice at the warp's own
+        resolution; ``model.warp_ce_weight`` teaches the warp to commit to it)."""
+        pool = self.merge_resolution
+        matching = local_matching(pool((video + 1) / 2), pool((anchor + 1) / 2), self.cfg.warp_window)
+        return matching.argmax(dim=1)
+
     def merge_resolution(self, frames: torch.Tensor) -> torch.Tensor:
         """``[..., H, W]`` frames average-pooled to the resolution the decoder merges (and warps) at."""
         factor = 2**self.cfg.down_content
@@ -568,12 +577,14 @@ class MosoVQVAE(nn.Module):
     def forward(self, video: torch.Tensor, step: Optional[int] = None, anchor: Optional[torch.Tensor] = None) -> dict:
         """``recon`` and the codes; in training with ``merge: warp`` also ``warped_anchor`` and its
         target ``frames_small`` (the anchor frame moved by each frame's warp, and the frames, at the
-        merge resolution), which only the training loss reads."""
+        merge resolution) and the warp's offset weights ``warp_weights``, which only the training
+        loss reads."""
         encoded = self.encode(video, step, anchor)
         anchor = video[:, :, 0] if anchor is None else anchor
         recon, weights = self.decode_with_warp(encoded["codes"], anchor)
         out = {"recon": recon, **encoded}
         if self.training and weights is not None:
+            out["warp_weights"] = weights
             out["warped_anchor"] = self.decoder.move_image(self.merge_resolution(anchor), weights)
             out["frames_small"] = self.merge_resolution(video)
         return out

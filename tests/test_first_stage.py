@@ -153,3 +153,12 @@ def test_every_shipped_moso_config_loads_and_builds(path):
     cfg = experiment_config("gan" if path.stem.endswith("_gan") else "first_stage", str(path), [])
     model = build_vqvae(cfg)
     assert model.resolution == cfg.data.resolution and model.frames == cfg.data.frames
+
+
+def test_warp_cross_entropy_is_trained_and_logged(tmp_path):
+    assert main.main(["--exp", "first_stage", "--config", "configs/first_stage/warp_shapes32.yaml", "--id", "ce",
+                      f"results_dir={tmp_path}", *TINY, "train.max_steps=2", "model.vqvae.warp_window=3",
+                      "model.warp_ce_weight=0.1"]) == 0
+    records = [json.loads(line) for line in (tmp_path / "first_stage_ce_shapes_42" / "metrics.jsonl").read_text().splitlines()]
+    ce = [r["warp_ce"] for r in records if "warp_ce" in r]
+    assert len(ce) == 2 and all(0 < value < 10 for value in ce)  # -log of a weight in a 9-offset window

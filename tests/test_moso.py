@@ -194,6 +194,19 @@ def test_hard_warp_copies_from_one_offset_and_passes_the_softmax_gradient():
         MosoConfig(warp_choice="hard")
 
 
+def test_warp_targets_name_the_offset_the_content_came_from():
+    model = small_model(merge="warp", object_input="anchor", anchor="before", temporal_fusion="mean",
+                        temporal_position=False, warp_window=3, down_content=0)
+    anchor = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    # frame 0: the anchor itself; frame 1: pixel (y, x) shows the anchor's (y, x + 1)
+    video = torch.stack([anchor, torch.cat([anchor[..., 1:], anchor[..., -1:]], dim=-1)], dim=2)
+    targets = model.warp_targets(video, anchor)
+    assert targets.shape == (1, 2, 8, 8)
+    inner = (slice(1, -1), slice(1, -1))  # at the borders repeated pixels tie with the true offset
+    assert (targets[0, 0][inner] == 4).all()  # no move: the centre of the 3x3 window
+    assert (targets[0, 1][inner] == 5).all()  # one cell to the right
+
+
 def test_pixel_warp_moves_anchor_pixels_at_full_resolution():
     """Weights made at the merge resolution move the full-resolution frame by dilation-sized steps."""
     warp = OffsetWarp(channels=2, window=3)

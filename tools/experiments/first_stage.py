@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
+import torch.nn.functional as F
+from einops import rearrange
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -56,6 +58,10 @@ class FirstStageConfig:
     # merge: warp only: L1 between the anchor frame moved by each frame's warp and that frame, at
     # the merge resolution (teaches motion the warp from the first step; docs/FIRST_STAGE.md)
     warp_l1_weight: float = 0.0
+    # merge: warp only: cross-entropy between each cell's offset weights and the offset whose anchor
+    # content matches the frame best (MosoVQVAE.warp_targets): rewards committing to the right offset
+    # rather than a mixture, which the L1 losses reward where the model is unsure (docs/FIRST_STAGE.md)
+    warp_ce_weight: float = 0.0
     perceptual: PerceptualConfig = field(default_factory=PerceptualConfig)
     gan: GanConfig = field(default_factory=GanConfig)
     eval_clips: int = 8  # held-out clips reconstructed, scored and shown at every sample step
@@ -139,6 +145,12 @@ class FirstStageTask(TrainTask):
                 w_l1 = (out["warped_anchor"] - out["frames_small"]).abs().mean()
                 rec = rec + self.mcfg.warp_l1_weight * w_l1
                 logs["warp_l1"] = w_l1.detach()
+            if self.mcfg.warp_ce_weight > 0 and "warp_weights" in out:
+                target = ctx.raw_nets["model"].warp_targets(video, video[:, :, 0] if anchor is None else anchor)
+                log_w = rearrange(out["warp_weights"].float().clamp_min(1e-8).log(), "b t k h w -> (b t) k h w")
+                w_ce = F.nll_loss(log_w, rearrange(target, "b t h w -> (b t) h w"))
+                rec = rec + self.mcfg.warp_ce_weight * w_ce
+                logs["warp_ce"] = w_ce.detach()
             if self.perceptual is not None:
                 p_loss = self.perceptual(recon, video)
                 rec = rec + self.mcfg.perceptual.weight * p_loss
