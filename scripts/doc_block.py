@@ -33,6 +33,15 @@ def publish(text: str, doc: Optional[str], name: str) -> None:
         print(f"wrote the {name} block of {doc}")
 
 
+def check_block_or_exit(parser: argparse.ArgumentParser, doc: Optional[str], name: str) -> None:
+    """:func:`check_block` for a command line: a usage error (exit 2) before any measurement."""
+    if doc:
+        try:
+            check_block(Path(doc), name)
+        except ValueError as err:
+            parser.error(str(err))
+
+
 def labelled_paths(parser: argparse.ArgumentParser, items: list[str], what: str) -> dict[str, Path]:
     """``LABEL=PATH`` arguments as an ordered dict; a usage error (exit 2) for any other form."""
     paths = {}
@@ -55,9 +64,8 @@ def labelled_table_main(argv: Optional[Sequence[str]], description: str, what: s
     parser.add_argument("--block", default=default_block, help="the block's name (default: %(default)s)")
     args = parser.parse_args(argv)
     paths = labelled_paths(parser, args.items, what)
+    check_block_or_exit(parser, args.doc, args.block)
     try:
-        if args.doc:
-            check_block(Path(args.doc), args.block)
         publish(make_table(paths), args.doc, args.block)
     except (FileNotFoundError, ValueError) as err:  # json.JSONDecodeError is a ValueError
         parser.error(str(err))

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from doc_block import check_block, publish  # noqa: E402
+from doc_block import check_block_or_exit, publish  # noqa: E402
 from evaluation.frame_metrics import psnr_per_frame  # noqa: E402
 from first_stage_report import _batches  # noqa: E402
 from models.moso import OffsetWarp, one_hot_largest  # noqa: E402
@@ -105,11 +105,7 @@ def main(argv=None) -> int:
     parser.add_argument("--doc", help="write the table into this file's block")
     parser.add_argument("--block", default="warp-hardening", help="the block's name (default: %(default)s)")
     args = parser.parse_args(argv)
-    if args.doc:
-        try:  # fail before the measurement, not after it
-            check_block(Path(args.doc), args.block)
-        except ValueError as err:
-            parser.error(str(err))
+    check_block_or_exit(parser, args.doc, args.block)  # fail before the measurement, not after it
     torch.manual_seed(0)
     try:
         rows = measure(args.first_model, args.num_clips)

@@ -27,7 +27,7 @@ from tools.datasets import build_dataset  # noqa: E402
 from tools.experiments.decomposition import temporal_variance_ratio  # noqa: E402
 from tools.experiments.first_stage import first_stage_data, split_anchor  # noqa: E402
 from tools.registry import experiment_config  # noqa: E402
-from scripts.doc_block import check_block, publish  # noqa: E402
+from scripts.doc_block import check_block_or_exit, publish  # noqa: E402
 
 DEFAULT_SETTINGS = "2:2,2:1,4:2,4:1,1:1"  # CELL:STEP pairs (cell pixels, offset step in pixels)
 
@@ -76,11 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = parse_settings(args.settings)
     except ValueError as err:
         parser.error(str(err))
-    if args.doc:
-        try:
-            check_block(Path(args.doc), args.block)
-        except ValueError as err:
-            parser.error(str(err))
+    check_block_or_exit(parser, args.doc, args.block)
     cfg = experiment_config("first_stage", args.config, [])
     if cfg.model.vqvae.anchor != "before":
         parser.error("the oracle moves the frame before the clip: use a config with model.vqvae.anchor: before")
