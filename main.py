@@ -48,8 +48,8 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                                      "{results_dir}/{exp}_{id}_{data}_{seed}")
     parser.add_argument("--seed", type=int, help=f"random seed (default: the config's, else {defaults.seed})")
     parser.add_argument("--batch_size", type=int, help="batch size per process (train.batch_size; default: the config's)")
-    parser.add_argument("--first_stage_folder", help="run folder of a first-stage model to continue from (--exp gan)")
-    parser.add_argument("--first_model", help="first-stage checkpoint .pth (--exp gan, ddpm, extract)")
+    parser.add_argument("--first_stage_folder", help="run folder of a first-stage model to start from (--exp gan; --exp first_stage: fine-tune it)")
+    parser.add_argument("--first_model", help="first-stage checkpoint .pth (--exp gan, ddpm, extract; --exp first_stage: fine-tune it)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in its existing folder; see docs/USAGE.md for what may change")
     parser.add_argument("--auto_resume", action="store_true",

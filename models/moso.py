@@ -39,6 +39,9 @@ from models.quantizers import build_quantizer
 
 # MosoConfig fields that change how a built model runs, not its weights (may differ from a checkpoint's).
 INFERENCE_ONLY = ("chunk_frames",)
+# Fields that shape no parameter: a run may start from weights trained with other values of them
+# (e.g. fine-tune a soft warp into a hard one).
+WEIGHT_FREE = (*INFERENCE_ONLY, "warp_choice")
 
 
 @dataclass

@@ -8,7 +8,7 @@ import torch
 from omegaconf import OmegaConf
 
 import main
-from tools.checkpoint import load_checkpoint
+from tools.checkpoint import load_checkpoint, load_net_state
 from tools.tokens import TokenDataset, read_meta
 from tiny_configs import TINY
 
@@ -162,3 +162,33 @@ def test_warp_cross_entropy_is_trained_and_logged(tmp_path):
     records = [json.loads(line) for line in (tmp_path / "first_stage_ce_shapes_42" / "metrics.jsonl").read_text().splitlines()]
     ce = [r["warp_ce"] for r in records if "warp_ce" in r]
     assert len(ce) == 2 and all(0 < value < 10 for value in ce)  # -log of a weight in a 9-offset window
+
+
+def test_first_stage_fine_tunes_a_soft_warp_into_a_hard_one(tmp_path):
+    """--exp first_stage given a trained run starts from its (EMA) weights; warp_choice shapes no
+    weight, so the fine-tune may change it. With a negligible learning rate the weights stay the source's."""
+    warp = ["--config", "configs/first_stage/warp_shapes32.yaml", f"results_dir={tmp_path}", *TINY,
+            "model.vqvae.warp_window=3", "train.sample_every=0"]
+    assert main.main(["--exp", "first_stage", "--id", "soft", *warp, "train.max_steps=2"]) == 0
+    source = tmp_path / "first_stage_soft_shapes_42"
+    assert main.main(["--exp", "first_stage", "--id", "hard", "--first_stage_folder", str(source), *warp,
+                      "model.vqvae.warp_choice=hard", "train.max_steps=1", "train.optim.lr=1e-12",
+                      "train.optim.weight_decay=0"]) == 0
+    tuned = load_checkpoint(tmp_path / "first_stage_hard_shapes_42" / "model_last.pth")
+    start = load_net_state(source / "model_last.pth", "model")
+    assert all(torch.allclose(v.float(), tuned["nets"]["model"][k].float(), atol=1e-6) for k, v in start.items())
+    assert tuned["task"]["step_offset"] == 2
+    assert OmegaConf.load(tmp_path / "first_stage_hard_shapes_42" / "config.yaml").model.vqvae.warp_choice == "hard"
+    # without a source the same command trains from scratch: other weights
+    assert main.main(["--exp", "first_stage", "--id", "fresh", *warp, "model.vqvae.warp_choice=hard",
+                      "train.max_steps=1", "train.optim.lr=1e-12"]) == 0
+    fresh = load_checkpoint(tmp_path / "first_stage_fresh_shapes_42" / "model_last.pth")["nets"]["model"]
+    assert any(not torch.allclose(v, fresh[k], atol=1e-3) for k, v in start.items() if v.is_floating_point())
+
+
+def test_first_stage_fine_tune_refuses_a_different_architecture(first_stage_run, tmp_path, capsys):
+    code = main.main(["--exp", "first_stage", "--first_stage_folder", str(first_stage_run), f"results_dir={tmp_path}",
+                      *TINY, "model.vqvae.code_dim=8"])
+    assert code == 2
+    assert "first_stage config's model.vqvae/data do not match" in capsys.readouterr().err
+    assert not (tmp_path / "first_stage_main_shapes_42").exists()

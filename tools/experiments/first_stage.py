@@ -3,6 +3,8 @@
 Both run through the shared Trainer with the same task; ``gan`` adds a per-frame 2D PatchGAN and
 a 3D PatchGAN on clips (hinge loss, fixed or adaptive generator weight, a start step) and starts
 from the weights of a finished first-stage run (``--first_stage_folder`` or ``--first_model``).
+``first_stage`` given such a run fine-tunes it: the same start, without the discriminators (how
+``warp_keys_shapes32_hard.yaml`` turns a trained soft warp into a hard one).
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from losses.perceptual import PerceptualConfig, build_perceptual_loss
 from losses.reconstruction import reconstruction_loss
 from models.discriminators import ClipDiscriminator, FrameDiscriminator
 from models.latent_space import SemanticTokens
-from models.moso import INFERENCE_ONLY, MosoConfig, MosoVQVAE
+from models.moso import WEIGHT_FREE, MosoConfig, MosoVQVAE
 from tools.checkpoint import load_net_state, with_trained_weights
 from tools.config import ConfigError, OptimConfig
 from tools.datasets import build_dataset
@@ -242,17 +244,18 @@ def codebook_report(model: MosoVQVAE, indices: dict[str, torch.Tensor]) -> dict[
 
 
 def _initial_weights(cfg: DictConfig) -> tuple[dict, int]:
-    """The first-stage weights a GAN run starts from, and how many steps they were trained for."""
+    """The first-stage weights a GAN or fine-tune run starts from, and how many steps they were
+    trained for."""
     path = find_first_stage(cfg)
     source = load_first_stage(path)
-    # Inference-only settings (e.g. chunk_frames, absent from older checkpoints) may differ.
-    mine = {k: v for k, v in OmegaConf.to_container(cfg.model.vqvae, resolve=True).items() if k not in INFERENCE_ONLY}
+    # Settings that shape no weight (e.g. chunk_frames, absent from older checkpoints) may differ.
+    mine = {k: v for k, v in OmegaConf.to_container(cfg.model.vqvae, resolve=True).items() if k not in WEIGHT_FREE}
     theirs = {k: v for k, v in OmegaConf.to_container(source.config.model.vqvae, resolve=True).items()
-              if k not in INFERENCE_ONLY}
+              if k not in WEIGHT_FREE}
     data = source.config.data
     if mine != theirs or data.frames != cfg.data.frames or data.resolution != cfg.data.resolution:
         diff = {k: (theirs.get(k), v) for k, v in mine.items() if theirs.get(k) != v}
-        raise ConfigError(f"the GAN config's model.vqvae/data do not match the first-stage run {path} "
+        raise ConfigError(f"the {cfg.exp} config's model.vqvae/data do not match the first-stage run {path} "
                           f"(checkpoint vs config: {diff}); use the same architecture settings")
     return load_net_state(source.state, "model"), int(source.state["step"])
 
@@ -263,7 +266,9 @@ def _run(cfg: DictConfig, run_dir: Path, resume: bool, adversarial: bool) -> int
     data = first_stage_data(cfg)
     train = build_dataset(data, "train", cfg.seed)
     eval_batch = held_out_batch(cfg, data)
-    init, offset = _initial_weights(cfg) if adversarial and not resume else (None, 0)
+    # gan always starts from a trained first stage; first_stage does when given one (a fine-tune)
+    starts_from_weights = adversarial or bool(cfg.get("first_model") or cfg.get("first_stage_folder"))
+    init, offset = _initial_weights(cfg) if starts_from_weights and not resume else (None, 0)
 
     def make_task(device: torch.device) -> FirstStageTask:
         return FirstStageTask(cfg, device, adversarial, init_weights=init, step_offset=offset)
