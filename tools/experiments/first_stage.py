@@ -284,7 +284,8 @@ FIRST_STAGE = Experiment(
     run=lambda cfg, run_dir, resume: _run(cfg, run_dir, resume, adversarial=False),
     build_task=lambda cfg, device: FirstStageTask(cfg, device, adversarial=False),
     first_stage=FIRST_STAGE_ENTRY,
-    description="train the scene/object/motion VQ-VAE (model.arch: moso, the default), or fine-tune a trained one (--first_stage_folder)",
+    description=("train the scene/object/motion VQ-VAE (model.arch: moso, the default), "
+                 "or fine-tune a trained one (--first_stage_folder)"),
 )
 GAN = Experiment(
     name="gan", model_schema=FirstStageConfig, default_config="configs/first_stage/moso_shapes64_gan.yaml",
