@@ -192,3 +192,11 @@ def test_first_stage_fine_tune_refuses_a_different_architecture(first_stage_run,
     assert code == 2
     assert "first_stage config's model.vqvae/data do not match" in capsys.readouterr().err
     assert not (tmp_path / "first_stage_main_shapes_42").exists()
+
+
+def test_warp_cross_entropy_is_refused_with_a_hard_warp(tmp_path, capsys):
+    code = main.main(["--exp", "first_stage", "--config", "configs/first_stage/warp_shapes32.yaml", "--id", "cehard",
+                      f"results_dir={tmp_path}", *TINY, "model.warp_ce_weight=0.1", "model.vqvae.warp_choice=hard"])
+    assert code == 2
+    assert "warp_choice: soft" in capsys.readouterr().err
+    assert not (tmp_path / "first_stage_cehard_shapes_42").exists()
