@@ -6,8 +6,9 @@ A ``merge: warp`` decoder moves content by a softmax mixture of offsets per cell
 at the merge resolution and, with ``pixel_warp``, a 3x3 warp at full resolution). A mixture of
 several offsets blurs what it moves. On ``--num_clips`` test clips this prints, for the trained
 weights as they are and with each warp's weights replaced by a one-hot choice of their largest
-offset (no retraining): reconstruction PSNR, the temporal-variance ratio, and each warp's mean
-largest weight and entropy. It measures how much of the gap between the reconstruction's
+offset (no retraining), and with ``--temperatures``, both warps' softmax sharpened to each
+temperature (weights ∝ w^(1/τ), i.e. logits / τ): reconstruction PSNR, the temporal-variance ratio,
+and each warp's mean largest weight and entropy. It measures how much of the gap between the reconstruction's
 temporal variance and the input's comes from the mixture, and what PSNR the model would give up
 by committing. ``--doc`` writes the table into the file's ``warp-hardening`` block.
 """
@@ -38,10 +39,18 @@ SETTINGS = {"none": "trained (soft mixtures)", "coarse": "coarse warp one-hot", 
             "both": "both warps one-hot"}
 
 
+def sharpened(weights: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Offset weights ``[B, T, K, H, W]`` as the softmax of their logits divided by ``temperature``
+    (below 1 sharper, towards the one-hot choice; 1 unchanged)."""
+    return torch.softmax(weights.clamp_min(1e-12).log() / temperature, dim=2)  # in log space: no underflow
+
+
 @contextlib.contextmanager
-def hardened(warps: dict[str, OffsetWarp], which: set[str], stats: dict[str, list[float]]) -> Iterator[None]:
-    """Inside the block each warp named in ``which`` uses :func:`one_hot_largest` of its weights;
-    every warp's mean largest weight and entropy (of the trained weights) go into ``stats``."""
+def hardened(warps: dict[str, OffsetWarp], which: set[str], stats: dict[str, list[float]],
+             temperature: Optional[float] = None) -> Iterator[None]:
+    """Inside the block each warp named in ``which`` uses :func:`one_hot_largest` of its weights
+    (or, given ``temperature``, :func:`sharpened` ones); every warp's mean largest weight and
+    entropy (of the trained weights) go into ``stats``."""
     def wrap(name: str, warp: OffsetWarp):
         trained = warp.weights
 
@@ -49,7 +58,9 @@ def hardened(warps: dict[str, OffsetWarp], which: set[str], stats: dict[str, lis
             w = trained(motion, frames, content)
             stats.setdefault(f"{name}_max", []).append(float(w.amax(dim=2).mean()))
             stats.setdefault(f"{name}_entropy", []).append(float(-(w * w.clamp_min(1e-12).log()).sum(dim=2).mean()))
-            return one_hot_largest(w) if name in which else w
+            if name not in which:
+                return w
+            return one_hot_largest(w) if temperature is None else sharpened(w, temperature)
         return weights
 
     for name, warp in warps.items():
@@ -62,28 +73,29 @@ def hardened(warps: dict[str, OffsetWarp], which: set[str], stats: dict[str, lis
 
 
 @torch.no_grad()
-def measure(first_model: str, num_clips: int, batch: int = 16) -> list[dict[str, float]]:
+def measure(first_model: str, num_clips: int, temperatures: tuple[float, ...] = (),
+            batch: int = 16) -> list[dict[str, float]]:
     trained = load_first_stage(first_model)
     model, cfg = trained.model, trained.config
     warps = {name: w for name, w in (("coarse", model.decoder.warp), ("fine", model.decoder.fine)) if w is not None}
     if not warps:
         raise ConfigError(f"{first_model} has no warp to harden (model.vqvae.merge is not warp)")
     test = build_dataset(first_stage_data(cfg), "test")
+    settings = [(SETTINGS[s], set(warps) if s == "both" else {s} - {"none"}, None) for s in SETTINGS
+                if s == "none" or set(warps) >= ({"coarse", "fine"} if s == "both" else {s})]
+    settings += [(f"both warps at temperature {t:g}", set(warps), t) for t in temperatures]
     rows = []
-    for setting in SETTINGS:
-        if setting != "none" and not set(warps) >= ({"coarse", "fine"} if setting == "both" else {setting}):
-            continue
-        which = set(warps) if setting == "both" else {setting} - {"none"}
+    for label, which, temperature in settings:
         stats: dict[str, list[float]] = {}
         psnr, ratio = [], []
-        with hardened(warps, which, stats):
+        with hardened(warps, which, stats, temperature):
             for clips in _batches(test, min(num_clips, len(test)), batch):
                 anchor, clips = split_anchor(cfg, clips)
                 video = clips["video"]
                 recon = model(video, anchor=anchor)["recon"].clamp(-1, 1)
                 psnr.append(float(psnr_per_frame(recon, video).mean()))
                 ratio.append(float(temporal_variance_ratio(recon, video)))
-        rows.append({"setting": setting, "psnr": sum(psnr) / len(psnr), "tv_ratio": sum(ratio) / len(ratio),
+        rows.append({"setting": label, "psnr": sum(psnr) / len(psnr), "tv_ratio": sum(ratio) / len(ratio),
                      **{k: sum(v) / len(v) for k, v in stats.items()}})
     return rows
 
@@ -92,7 +104,7 @@ def markdown(rows: list[dict[str, float]], command: str) -> str:
     base = rows[0]
     lines = [f"`{command}`:", "",
              "| warp weights | reconstruction PSNR | temporal-variance ratio |", "|---|---|---|"]
-    lines += [f"| {SETTINGS[r['setting']]} | {r['psnr']:.2f} | {r['tv_ratio']:.3f} |" for r in rows]
+    lines += [f"| {r['setting']} | {r['psnr']:.2f} | {r['tv_ratio']:.3f} |" for r in rows]
     spread = "; ".join(f"{name} warp: mean largest weight {base[f'{name}_max']:.3f}, entropy {base[f'{name}_entropy']:.3f} nats"
                        for name in ("coarse", "fine") if f"{name}_max" in base)
     return "\n".join([*lines, "", f"Trained weights: {spread}."])
@@ -104,15 +116,24 @@ def main(argv=None) -> int:
     parser.add_argument("--num_clips", type=int, default=64, help="test clips scored (default 64)")
     parser.add_argument("--doc", help="write the table into this file's block")
     parser.add_argument("--block", default="warp-hardening", help="the block's name (default: %(default)s)")
+    parser.add_argument("--temperatures", default="", help="comma-separated softmax temperatures (each > 0) "
+                                                             "for extra rows with both warps sharpened, e.g. 0.5,0.25")
     args = parser.parse_args(argv)
+    try:
+        temperatures = tuple(float(t) for t in args.temperatures.split(",") if t.strip())
+    except ValueError:
+        parser.error(f"--temperatures must be numbers separated by commas, got {args.temperatures!r}")
+    if any(t <= 0 for t in temperatures):
+        parser.error(f"--temperatures must be positive, got {args.temperatures!r}")
     check_block_or_exit(parser, args.doc, args.block)  # fail before the measurement, not after it
     torch.manual_seed(0)
     try:
-        rows = measure(args.first_model, args.num_clips)
+        rows = measure(args.first_model, args.num_clips, temperatures)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    text = markdown(rows, f"python scripts/warp_hardening.py --first_model {args.first_model} --num_clips {args.num_clips}")
+    command = f"python scripts/warp_hardening.py --first_model {args.first_model} --num_clips {args.num_clips}"
+    text = markdown(rows, command + (f" --temperatures {args.temperatures}" if temperatures else ""))
     publish(text, args.doc, args.block)
     return 0
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-from warp_hardening import main as hardening, one_hot_largest  # noqa: E402
+from warp_hardening import main as hardening, one_hot_largest, sharpened  # noqa: E402
 
 import main  # noqa: E402
 from tests.tiny_configs import TINY  # noqa: E402
@@ -19,6 +19,16 @@ def test_one_hot_largest_keeps_the_argmax_offset():
     assert torch.equal(hard.argmax(dim=2), weights.argmax(dim=2))
 
 
+def test_sharpened_weights_keep_the_argmax_and_approach_one_hot():
+    weights = torch.softmax(torch.randn(2, 3, 9, 4, 4, generator=torch.Generator().manual_seed(1)), dim=2)
+    assert torch.allclose(sharpened(weights, 1.0), weights, atol=1e-6)
+    sharp = sharpened(weights, 0.5)
+    assert torch.allclose(sharp.sum(dim=2), torch.ones(2, 3, 4, 4), atol=1e-6)
+    assert torch.equal(sharp.argmax(dim=2), weights.argmax(dim=2))
+    assert (sharp.amax(dim=2) > weights.amax(dim=2)).all()
+    assert torch.allclose(sharpened(weights, 1e-4), one_hot_largest(weights), atol=1e-3)
+
+
 def test_table_of_a_warp_first_stage_and_an_error_for_a_gate_one(first_stage_run, tmp_path, capsys):
     assert main.main(["--exp", "first_stage", "--config", "configs/first_stage/warp_shapes32.yaml", "--id", "w",
                       f"results_dir={tmp_path}", *TINY, "train.max_steps=2", "model.vqvae.warp_window=3",
@@ -29,11 +39,16 @@ def test_table_of_a_warp_first_stage_and_an_error_for_a_gate_one(first_stage_run
     with pytest.raises(SystemExit) as exit_info:  # the default block is not in this doc: refused before measuring
         hardening(["--first_model", model, "--num_clips", "2", "--doc", str(doc)])
     assert exit_info.value.code == 2
-    assert hardening(["--first_model", model, "--num_clips", "2", "--doc", str(doc), "--block", "hard-keys"]) == 0
+    with pytest.raises(SystemExit) as exit_info:  # a temperature must be positive
+        hardening(["--first_model", model, "--num_clips", "2", "--temperatures", "0.5,-1"])
+    assert exit_info.value.code == 2
+    assert hardening(["--first_model", model, "--num_clips", "2", "--doc", str(doc), "--block", "hard-keys",
+                      "--temperatures", "0.5"]) == 0
     text = doc.read_text()
     rows = [line for line in text.splitlines() if line.startswith("| ") and "PSNR" not in line]
     assert [r.split(" | ")[0] for r in rows] == ["| trained (soft mixtures)", "| coarse warp one-hot",
-                                                  "| fine 3x3 warp one-hot", "| both warps one-hot"]
+                                                  "| fine 3x3 warp one-hot", "| both warps one-hot",
+                                                  "| both warps at temperature 0.5"]
     assert "mean largest weight" in text and text.startswith("a\n") and text.endswith("b\n")
     # the trained soft weights and the one-hot ones decode differently
     assert len({r.split(" | ")[1] + r.split(" | ")[2] for r in rows}) > 1
