@@ -41,7 +41,7 @@ from models.quantizers import build_quantizer
 INFERENCE_ONLY = ("chunk_frames",)
 # Fields that shape no parameter: a run may start from weights trained with other values of them
 # (e.g. fine-tune a soft warp into a hard one).
-WEIGHT_FREE = (*INFERENCE_ONLY, "warp_choice")
+WEIGHT_FREE = (*INFERENCE_ONLY, "warp_choice", "warp_temperature")
 
 
 @dataclass
@@ -80,6 +80,10 @@ class MosoConfig:
     # its most likely offset (one-hot forward pass, the softmax's gradient backward: straight-through),
     # in both the coarse and the fine pixel warp, so moved pixels are copied, never blended
     warp_choice: str = "soft"
+    # warp only: both warps' offset logits are divided by this before their softmax. Below 1 the
+    # mixtures sharpen towards a copy of one offset (a blur of moved pixels costs temporal variance);
+    # it shapes no weight, so a trained model can be decoded at another temperature (set_warp_temperature)
+    warp_temperature: float = 1.0
     # difference: the anchor difference at full resolution (MOSO) | matching: at the merge resolution,
     # how well each offset in the warp window matches the anchor frame, beside the anchor difference
     motion_input: str = "difference"
@@ -105,7 +109,9 @@ class MosoConfig:
             raise ValueError(f"model.vqvae.chunk_frames must be >= 0 (0: no chunks); got {self.chunk_frames}")
         if self.warp_window < 1 or self.warp_window % 2 == 0:
             raise ValueError(f"model.vqvae.warp_window must be a positive odd number; got {self.warp_window}")
-        for key, off in (("warp_keys", "none"), ("warp_choice", "soft")):
+        if not self.warp_temperature > 0:
+            raise ValueError(f"model.vqvae.warp_temperature must be positive; got {self.warp_temperature}")
+        for key, off in (("warp_keys", "none"), ("warp_choice", "soft"), ("warp_temperature", 1.0)):
             if getattr(self, key) != off and self.merge != "warp":
                 raise ValueError(f"model.vqvae.{key}: {getattr(self, key)} needs merge: warp (got merge: {self.merge})")
         if self.pixel_warp and (self.merge != "warp" or self.anchor != "before"):
@@ -280,9 +286,10 @@ class OffsetWarp(nn.Module):
     gradient, so displacements of several cells are learnable from the start.
     """
 
-    def __init__(self, channels: int, window: int, key_dim: int = 0, hard: bool = False) -> None:
+    def __init__(self, channels: int, window: int, key_dim: int = 0, hard: bool = False,
+                 temperature: float = 1.0) -> None:
         super().__init__()
-        self.window, self.hard = window, hard
+        self.window, self.hard, self.temperature = window, hard, temperature
         self.to_logits = nn.Conv2d(channels, window * window, 3, padding=1)
         with torch.no_grad():  # start close to the identity (the centre offset dominates), but let
             # motion steer it from the first step: a zero weight would give the motion encoder no gradient
@@ -305,7 +312,7 @@ class OffsetWarp(nn.Module):
             if content is None:
                 raise ValueError("a warp with content keys needs the content features it moves")
             logits = logits + self.content_logits(motion, content, frames)
-        soft = logits.softmax(dim=2)
+        soft = (logits / self.temperature).softmax(dim=2)
         if not self.hard:
             return soft
         hard = one_hot_largest(soft)
@@ -353,9 +360,9 @@ class MergeDecoder(nn.Module):
             "object": resample_stack(hid, cfg.down_object, cfg.down_content),
             "motion": resample_stack(hid, cfg.down_motion, cfg.down_content),
         })
-        hard = cfg.warp_choice == "hard"
-        self.warp = (OffsetWarp(hid, cfg.warp_window, key_dim=16 if cfg.warp_keys == "object" else 0, hard=hard)
-                     if cfg.merge == "warp" else None)
+        hard, temperature = cfg.warp_choice == "hard", cfg.warp_temperature
+        self.warp = (OffsetWarp(hid, cfg.warp_window, key_dim=16 if cfg.warp_keys == "object" else 0, hard=hard,
+                                temperature=temperature) if cfg.merge == "warp" else None)
         self.merge = GatedMerge(hid, with_motion=cfg.merge == "gate")
         self.res = ResidualStack(hid, cfg.res_depth)
         self.up = UpStack(hid, cfg.down_content)
@@ -364,7 +371,7 @@ class MergeDecoder(nn.Module):
         # and a 3x3 warp at full resolution after the warp's 2^down_content-pixel steps, so that
         # every whole-pixel displacement is reachable (from the decoder's features and the motion's)
         self.to_keep = nn.Conv2d(hid, 1, 3, padding=1) if cfg.pixel_warp else None
-        self.fine = OffsetWarp(2 * hid, 3, hard=hard) if cfg.pixel_warp else None
+        self.fine = OffsetWarp(2 * hid, 3, hard=hard, temperature=temperature) if cfg.pixel_warp else None
 
     def _content(self, name: str, code: torch.Tensor) -> torch.Tensor:
         return self.to_content[name](self.from_code[name](code))
@@ -468,6 +475,18 @@ class MosoVQVAE(nn.Module):
         self.cfg.chunk_frames = int(chunk)
         for module in (*self.encoders.values(), self.decoder):
             module.chunk = int(chunk)
+
+    def set_warp_temperature(self, temperature: float) -> None:
+        """Change ``cfg.warp_temperature`` of a built model: both warps' softmax temperature
+        (weights unchanged)."""
+        if self.decoder.warp is None:
+            raise ValueError(f"warp_temperature needs merge: warp (this model has merge: {self.cfg.merge})")
+        if not temperature > 0:
+            raise ValueError(f"warp_temperature must be positive; got {temperature}")
+        self.cfg.warp_temperature = float(temperature)
+        for warp in (self.decoder.warp, self.decoder.fine):
+            if warp is not None:
+                warp.temperature = float(temperature)
 
     def set_reuse_repeats(self, reuse: bool) -> None:
         """Whether the encoders compute a frame equal to the one before it once (an inference setting:

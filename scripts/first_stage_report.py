@@ -1,7 +1,7 @@
 """Does a first stage work? Every number of docs/FIRST_STAGE.md's checklist, on the test split.
 
     python scripts/first_stage_report.py --first_model results/first_stage_main_shapes_42/model_last.pth \
-        [--num_clips 64] [--cond_frames 4] [--out report.json]
+        [--num_clips 64] [--cond_frames 4] [--out report.json] [--warp_temperature 0.4]
 
 On ``--num_clips`` test clips it prints (and writes as JSON with ``--out``):
 
@@ -13,6 +13,9 @@ On ``--num_clips`` test clips it prints (and writes as JSON with ``--out``):
   the motion source's and the appearance source's sprites;
 * the prediction ceiling: on clips of K + T frames, the observed scene/object decoded with the
   true future motion, beside copying the last observed frame.
+
+``--warp_temperature`` decodes a warp first stage with both warps' softmax at that temperature
+(``model.vqvae.warp_temperature``; below 1 the offset mixtures sharpen towards copies).
 
 The decomposition numbers are the ones the first stage logs at every sample step
 (``tools/experiments/decomposition.py``), averaged over batches of ``--batch`` clips.
@@ -109,8 +112,9 @@ def report_lines(r: dict[str, float]) -> list[str]:
     def row(name: str, key: str, fmt: str = "{:.2f}") -> str:
         return f"| {name} | {fmt.format(r[key]) if key in r else '–'} |"
 
+    temperature = f" decoded at warp temperature {r['warp_temperature']:g}" if "warp_temperature" in r else ""
     return [
-        f"First stage `{r['checkpoint']}`, {r['num_clips']} test clips "
+        f"First stage `{r['checkpoint']}`{temperature}, {r['num_clips']} test clips "
         f"({r['frames']} frames at {r['resolution']}x{r['resolution']}; ceiling: {r['cond_frames']} observed + "
         f"{r['frames']} future).", "",
         "| measure | value |", "|---|---|",
@@ -140,16 +144,26 @@ def main(argv=None) -> int:
     parser.add_argument("--cond_frames", type=int, default=4, help="observed frames for the ceiling (default 4)")
     parser.add_argument("--batch", type=int, default=16, help="clips per batch (default 16)")
     parser.add_argument("--out", help="also write the numbers to this JSON file")
+    parser.add_argument("--warp_temperature", type=float,
+                        help="decode with both warps' softmax at this temperature (> 0; a merge: warp first stage)")
     args = parser.parse_args(argv)
+    if args.warp_temperature is not None and not args.warp_temperature > 0:
+        parser.error(f"--warp_temperature must be positive, got {args.warp_temperature}")
     try:
         trained = load_first_stage(args.first_model)
-    except ConfigError as err:  # a missing, damaged or other-stage checkpoint
+        if args.warp_temperature is not None:
+            if not hasattr(trained.model, "set_warp_temperature"):
+                raise ConfigError(f"{args.first_model} is not a MOSO first stage: --warp_temperature needs a warp")
+            trained.model.set_warp_temperature(args.warp_temperature)
+    except (ConfigError, ValueError) as err:  # a missing, damaged or other-stage checkpoint; no warp
         print(f"error: {err}", file=sys.stderr)
         return 2
     model, cfg = trained.model, trained.config
     torch.manual_seed(0)
     result: dict = {"checkpoint": args.first_model, "num_clips": args.num_clips, "frames": model.frames,
                     "resolution": model.resolution, "cond_frames": args.cond_frames}
+    if args.warp_temperature is not None:
+        result["warp_temperature"] = args.warp_temperature
     result.update(reconstruction(model, cfg, args.num_clips, args.batch))
     result.update(ceiling(model, cfg, args.num_clips, args.cond_frames, args.batch))
     print("\n".join(report_lines(result)))

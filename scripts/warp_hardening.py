@@ -6,8 +6,8 @@ A ``merge: warp`` decoder moves content by a softmax mixture of offsets per cell
 at the merge resolution and, with ``pixel_warp``, a 3x3 warp at full resolution). A mixture of
 several offsets blurs what it moves. On ``--num_clips`` test clips this prints, for the trained
 weights as they are and with each warp's weights replaced by a one-hot choice of their largest
-offset (no retraining), and with ``--temperatures``, both warps' softmax sharpened to each
-temperature (weights ∝ w^(1/τ), i.e. logits / τ): reconstruction PSNR, the temporal-variance ratio,
+offset (no retraining), and with ``--temperatures``, the model decoded with both warps' softmax at
+each temperature (``model.vqvae.warp_temperature``: logits / τ): reconstruction PSNR, the temporal-variance ratio,
 and each warp's mean largest weight and entropy. It measures how much of the gap between the reconstruction's
 temporal variance and the input's comes from the mixture, and what PSNR the model would give up
 by committing. ``--doc`` writes the table into the file's ``warp-hardening`` block.
@@ -39,18 +39,10 @@ SETTINGS = {"none": "trained (soft mixtures)", "coarse": "coarse warp one-hot", 
             "both": "both warps one-hot"}
 
 
-def sharpened(weights: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Offset weights ``[B, T, K, H, W]`` as the softmax of their logits divided by ``temperature``
-    (below 1 sharper, towards the one-hot choice; 1 unchanged)."""
-    return torch.softmax(weights.clamp_min(1e-12).log() / temperature, dim=2)  # in log space: no underflow
-
-
 @contextlib.contextmanager
-def hardened(warps: dict[str, OffsetWarp], which: set[str], stats: dict[str, list[float]],
-             temperature: Optional[float] = None) -> Iterator[None]:
-    """Inside the block each warp named in ``which`` uses :func:`one_hot_largest` of its weights
-    (or, given ``temperature``, :func:`sharpened` ones); every warp's mean largest weight and
-    entropy (of the trained weights) go into ``stats``."""
+def hardened(warps: dict[str, OffsetWarp], which: set[str], stats: dict[str, list[float]]) -> Iterator[None]:
+    """Inside the block each warp named in ``which`` uses :func:`one_hot_largest` of its weights;
+    every warp's mean largest weight and entropy (of the weights it computes) go into ``stats``."""
     def wrap(name: str, warp: OffsetWarp):
         trained = warp.weights
 
@@ -58,9 +50,7 @@ def hardened(warps: dict[str, OffsetWarp], which: set[str], stats: dict[str, lis
             w = trained(motion, frames, content)
             stats.setdefault(f"{name}_max", []).append(float(w.amax(dim=2).mean()))
             stats.setdefault(f"{name}_entropy", []).append(float(-(w * w.clamp_min(1e-12).log()).sum(dim=2).mean()))
-            if name not in which:
-                return w
-            return one_hot_largest(w) if temperature is None else sharpened(w, temperature)
+            return one_hot_largest(w) if name in which else w
         return weights
 
     for name, warp in warps.items():
@@ -83,12 +73,14 @@ def measure(first_model: str, num_clips: int, temperatures: tuple[float, ...] = 
     test = build_dataset(first_stage_data(cfg), "test")
     settings = [(SETTINGS[s], set(warps) if s == "both" else {s} - {"none"}, None) for s in SETTINGS
                 if s == "none" or set(warps) >= ({"coarse", "fine"} if s == "both" else {s})]
-    settings += [(f"both warps at temperature {t:g}", set(warps), t) for t in temperatures]
+    settings += [(f"both warps at temperature {t:g}", set(), t) for t in temperatures]
+    trained_temperature = model.cfg.warp_temperature
     rows = []
     for label, which, temperature in settings:
         stats: dict[str, list[float]] = {}
         psnr, ratio = [], []
-        with hardened(warps, which, stats, temperature):
+        model.set_warp_temperature(trained_temperature if temperature is None else temperature)
+        with hardened(warps, which, stats):
             for clips in _batches(test, min(num_clips, len(test)), batch):
                 anchor, clips = split_anchor(cfg, clips)
                 video = clips["video"]

@@ -32,3 +32,24 @@ def test_binomial_blur_keeps_flat_frames_and_smooths_an_impulse():
     out = binomial_blur(impulse)
     assert abs(float(out[..., 2, 2]) - 4 / 16) < 1e-6 and abs(float(out[..., 1, 2]) - 2 / 16) < 1e-6
     assert abs(float(out.sum()) - 1.0) < 1e-6
+
+
+def test_warp_temperature_decodes_sharper_and_is_refused_without_a_warp(first_stage_run, tmp_path, capsys):
+    import main
+    from tiny_configs import TINY
+
+    assert main.main(["--exp", "first_stage", "--config", "configs/first_stage/warp_shapes32.yaml", "--id", "w",
+                      f"results_dir={tmp_path}", *TINY, "train.max_steps=2", "model.vqvae.warp_window=3",
+                      "train.sample_every=0"]) == 0
+    model = str(tmp_path / "first_stage_w_shapes_42" / "model_last.pth")
+    scores = {}
+    for name, extra in (("trained", []), ("cold", ["--warp_temperature", "0.1"])):
+        out = tmp_path / f"{name}.json"
+        assert report(["--first_model", model, "--cond_frames", "2", "--num_clips", "2", "--batch", "2",
+                       "--out", str(out), *extra]) == 0
+        scores[name] = json.loads(out.read_text())
+    assert "warp_temperature" not in scores["trained"] and scores["cold"]["warp_temperature"] == 0.1
+    assert scores["cold"]["recon_psnr"] != scores["trained"]["recon_psnr"]
+    assert "decoded at warp temperature 0.1" in capsys.readouterr().out
+    assert report(["--first_model", str(first_stage_run / "model_last.pth"), "--warp_temperature", "0.5"]) == 2
+    assert "merge: warp" in capsys.readouterr().err

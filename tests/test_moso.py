@@ -1,6 +1,7 @@
 """First-stage model: shapes, quantizer round trips, dead-code restarts, gradients, decomposition."""
 import pytest
 import torch
+from einops import rearrange
 
 from models.moso import (MosoConfig, MosoVQVAE, OffsetWarp, anchor_difference, decompose_inputs, motion_mask,
                          one_hot_largest)
@@ -192,6 +193,32 @@ def test_hard_warp_copies_from_one_offset_and_passes_the_softmax_gradient():
         assert torch.equal(hard.weights(motion, 2), one_hot_largest(w_soft.detach()))
     with pytest.raises(ValueError, match="warp_choice"):
         MosoConfig(warp_choice="hard")
+
+
+def test_warp_temperature_divides_the_offset_logits_and_can_change_after_training():
+    base, cold = OffsetWarp(channels=2, window=3), OffsetWarp(channels=2, window=3, temperature=0.25)
+    cold.load_state_dict(base.state_dict())
+    motion = torch.randn(2, 2, 5, 5)
+    logits = rearrange(base.to_logits(motion), "(b t) k h w -> b t k h w", t=2)
+    assert torch.allclose(cold.weights(motion, 2), (logits / 0.25).softmax(dim=2), atol=1e-6)
+    assert (cold.weights(motion, 2).amax(dim=2) >= base.weights(motion, 2).amax(dim=2) - 1e-6).all()
+    model = small_model(merge="warp", object_input="anchor", anchor="before", temporal_fusion="mean",
+                        temporal_position=False, warp_window=3, pixel_warp=True, down_content=1).eval()
+    video = clip()
+    with torch.no_grad():
+        warm = model(video, anchor=video[:, :, 0])["recon"]
+        model.set_warp_temperature(0.25)
+        sharp = model(video, anchor=video[:, :, 0])["recon"]
+    assert model.decoder.warp.temperature == model.decoder.fine.temperature == model.cfg.warp_temperature == 0.25
+    assert not torch.allclose(warm, sharp)
+    with pytest.raises(ValueError, match="positive"):
+        model.set_warp_temperature(0)
+    with pytest.raises(ValueError, match="warp_temperature"):
+        MosoConfig(warp_temperature=0.5)  # needs merge: warp
+    with pytest.raises(ValueError, match="positive"):
+        MosoConfig(merge="warp", warp_temperature=-1.0)
+    with pytest.raises(ValueError, match="merge: warp"):
+        small_model().set_warp_temperature(0.5)
 
 
 def test_warp_targets_name_the_offset_the_content_came_from():

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-from warp_hardening import main as hardening, one_hot_largest, sharpened  # noqa: E402
+from warp_hardening import main as hardening, one_hot_largest  # noqa: E402
 
 import main  # noqa: E402
 from tests.tiny_configs import TINY  # noqa: E402
@@ -17,16 +17,6 @@ def test_one_hot_largest_keeps_the_argmax_offset():
     hard = one_hot_largest(weights)
     assert torch.equal(hard.sum(dim=2), torch.ones(2, 3, 4, 4))
     assert torch.equal(hard.argmax(dim=2), weights.argmax(dim=2))
-
-
-def test_sharpened_weights_keep_the_argmax_and_approach_one_hot():
-    weights = torch.softmax(torch.randn(2, 3, 9, 4, 4, generator=torch.Generator().manual_seed(1)), dim=2)
-    assert torch.allclose(sharpened(weights, 1.0), weights, atol=1e-6)
-    sharp = sharpened(weights, 0.5)
-    assert torch.allclose(sharp.sum(dim=2), torch.ones(2, 3, 4, 4), atol=1e-6)
-    assert torch.equal(sharp.argmax(dim=2), weights.argmax(dim=2))
-    assert (sharp.amax(dim=2) > weights.amax(dim=2)).all()
-    assert torch.allclose(sharpened(weights, 1e-4), one_hot_largest(weights), atol=1e-3)
 
 
 def test_table_of_a_warp_first_stage_and_an_error_for_a_gate_one(first_stage_run, tmp_path, capsys):
