@@ -11,13 +11,11 @@
 # (scripts/lvdm_ablation.sh: hierarchy, perturbation, guidance);
 # optionally the 64x64, 16-frame first stage and its checklist (FS64_STEPS > 0), and the 32x32
 # first stage with content keys and one motion per 2x2-pixel cell with its checklist
-# (configs/first_stage/warp_keys_shapes32.yaml, KEYS_STEPS > 0; 3000 is the recipe's), and that run
-# fine-tuned into a hard warp with its checklist (configs/first_stage/warp_keys_shapes32_hard.yaml,
-# HARD_STEPS > 0 with KEYS_STEPS > 0; 750 is the recipe's).
+# (configs/first_stage/warp_keys_shapes32.yaml, KEYS_STEPS > 0; 3000 is the recipe's), with a second
+# checklist of that run decoded at warp temperature KEYS_TEMPERATURE (0.33; 1 or 0: none).
 #   bash scripts/reproduce_shapes.sh            # about an hour on 2 quiet CPU cores; minutes on a GPU
 # Settings (environment): OUT (results/reproduce_shapes), FS_STEPS, GAN_STEPS (0: no GAN fine-tune),
-# FS64_STEPS (0: no 64x64 first stage), KEYS_STEPS (0: no keyed first stage), HARD_STEPS (0: no
-# hard-warp fine-tune of it), NUM_TRAIN, STEPS (DDPM steps per variant), NUM_VIDEOS,
+# FS64_STEPS (0: no 64x64 first stage), KEYS_STEPS (0: no keyed first stage), KEYS_TEMPERATURE, NUM_TRAIN, STEPS (DDPM steps per variant), NUM_VIDEOS,
 # NUM_SAMPLES, LONG_FRAMES (32; 0: no long rollouts), LONG_SAMPLES (1), DEVICE, DOC (docs/RESULTS.md,
 # its curves beside it as long_horizon.png), README (README.md, whose results block is replaced;
 # README= leaves it alone). The defaults made the committed docs/RESULTS.md.
@@ -26,11 +24,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib_stages.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh"
 export OUT=${OUT:-results/reproduce_shapes}
-FS_STEPS=${FS_STEPS:-1500}; GAN_STEPS=${GAN_STEPS:-0}; FS64_STEPS=${FS64_STEPS:-0}; KEYS_STEPS=${KEYS_STEPS:-0}; HARD_STEPS=${HARD_STEPS:-0}; DEVICE=${DEVICE:-auto}
-if [ "$HARD_STEPS" -gt 0 ] && [ "$KEYS_STEPS" -eq 0 ]; then
-  echo "error: HARD_STEPS=$HARD_STEPS fine-tunes the keyed first stage; set KEYS_STEPS too (3000 is the recipe's)" >&2
-  exit 2
-fi
+FS_STEPS=${FS_STEPS:-1500}; GAN_STEPS=${GAN_STEPS:-0}; FS64_STEPS=${FS64_STEPS:-0}; KEYS_STEPS=${KEYS_STEPS:-0}; KEYS_TEMPERATURE=${KEYS_TEMPERATURE:-0.33}; DEVICE=${DEVICE:-auto}
 DOC=${DOC:-docs/RESULTS.md}; README=${README-README.md}
 export NUM_TRAIN=${NUM_TRAIN:-1500} STEPS=${STEPS:-1200} NUM_VIDEOS=${NUM_VIDEOS:-64} NUM_SAMPLES=${NUM_SAMPLES:-4}
 export LONG_FRAMES=${LONG_FRAMES:-32} LONG_SAMPLES=${LONG_SAMPLES:-1}
@@ -67,10 +61,13 @@ extra_first_stage "$FS64_STEPS" configs/first_stage/warp_shapes64.yaml reproduce
     "First stage at 64x64, 16 frames"
 extra_first_stage "$KEYS_STEPS" configs/first_stage/warp_keys_shapes32.yaml reproduce_keys first_stage_report32_keys \
     "First stage at 32x32, 8 frames, with content keys and one motion per 2x2-pixel cell (configs/first_stage/warp_keys_shapes32.yaml)"
-extra_first_stage "$HARD_STEPS" configs/first_stage/warp_keys_shapes32_hard.yaml reproduce_keys_hard \
-    first_stage_report32_keys_hard \
-    "First stage at 32x32, 8 frames: the keyed one fine-tuned into a hard warp (configs/first_stage/warp_keys_shapes32_hard.yaml)" \
-    --first_stage_folder "$OUT/first_stage_reproduce_keys_shapes_42"
+if [ "$KEYS_STEPS" -gt 0 ] && [ "$KEYS_TEMPERATURE" != 1 ] && [ "$KEYS_TEMPERATURE" != 0 ]; then
+  # the same weights, both warps' softmax sharpened (model.vqvae.warp_temperature): copies, not blends
+  python scripts/first_stage_report.py --first_model "$OUT/first_stage_reproduce_keys_shapes_42/model_last.pth" \
+      --num_clips "$NUM_VIDEOS" --cond_frames "$K" --warp_temperature "$KEYS_TEMPERATURE" \
+      --out "$OUT/first_stage_report32_keys_t.json" | tee "$OUT/first_stage_report32_keys_t.txt"
+  reports+=(--attach "The same keyed first stage decoded at warp temperature $KEYS_TEMPERATURE (scripts/first_stage_report.py --warp_temperature)=$OUT/first_stage_report32_keys_t.txt")
+fi
 timed_stage "$OUT/stage_times.txt" "first stage PVDM" python main.py --exp first_stage \
     --config configs/first_stage/pvdm_shapes32.yaml "${common[@]}" --id reproduce_pvdm train.max_steps="$FS_STEPS"
 first_runs+=("$OUT/first_stage_reproduce_pvdm_shapes_42")
@@ -98,4 +95,4 @@ python scripts/write_results.py "RSVP-S2=$OUT/validate_s2/metrics.json" "RSVP-S1
     "PVDM (v, cosine)=$OUT/validate_pvdm_v/metrics.json" "LVDM=$OUT/validate_lvdm/metrics.json" \
     "LVDM (v, cosine)=$OUT/validate_lvdm_v/metrics.json" "Tubelet transformer=$OUT/validate_tubelet/metrics.json" --out "$DOC" --stage_times "$OUT/stage_times.txt" \
     --first_stage "${first_runs[@]}" "${reports[@]}" ${README:+--readme "$README"} \
-    --command "FS_STEPS=$FS_STEPS GAN_STEPS=$GAN_STEPS FS64_STEPS=$FS64_STEPS KEYS_STEPS=$KEYS_STEPS HARD_STEPS=$HARD_STEPS NUM_TRAIN=$NUM_TRAIN STEPS=$STEPS NUM_VIDEOS=$NUM_VIDEOS NUM_SAMPLES=$NUM_SAMPLES LONG_FRAMES=$LONG_FRAMES LONG_SAMPLES=$LONG_SAMPLES bash scripts/reproduce_shapes.sh"
+    --command "FS_STEPS=$FS_STEPS GAN_STEPS=$GAN_STEPS FS64_STEPS=$FS64_STEPS KEYS_STEPS=$KEYS_STEPS KEYS_TEMPERATURE=$KEYS_TEMPERATURE NUM_TRAIN=$NUM_TRAIN STEPS=$STEPS NUM_VIDEOS=$NUM_VIDEOS NUM_SAMPLES=$NUM_SAMPLES LONG_FRAMES=$LONG_FRAMES LONG_SAMPLES=$LONG_SAMPLES bash scripts/reproduce_shapes.sh"
