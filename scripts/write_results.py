@@ -30,6 +30,10 @@ from tools.train_logging import read_metrics  # noqa: E402
 TRAINING_LINE = re.compile(r"training [\w, ]+ \((?P<params>[\d,]+) parameters\).* batch (?P<batch>\d+)/process")
 
 
+# A stage that took less than this was found finished by `--auto_resume` (or by a newer metrics.json)
+# and did no work: its entry in the stage-times file does not replace the time of the run that did.
+REUSED_SECONDS = 30
+
 def training_budget(run_dir: Path) -> dict:
     """Steps, batch, parameters and summed step time of a training run folder."""
     info: dict = {"run": str(run_dir)}
@@ -111,11 +115,13 @@ def document(runs: dict[str, dict], command: str, stage_times: str | None, extra
         parts.append(f"| `{b['run']}` | {b.get('parameters', '?')} | {b.get('batch', '?')} | {b['steps']} | "
                      f"{b['train_minutes']:.1f} |")
     if stage_times and Path(stage_times).is_file():
-        parts += ["", "## Wall time per stage (its last run)", "", "| stage | minutes |", "|---|---|"]
-        last: dict[str, float] = {}  # a re-run that reused or resumed a stage replaces its entry
+        parts += ["", f"## Wall time per stage (its last run; a re-run under {REUSED_SECONDS} s found the stage "
+                      "finished and keeps the earlier time)", "", "| stage | minutes |", "|---|---|"]
+        last: dict[str, float] = {}  # a re-run that resumed a stage replaces its entry; one that reused it does not
         for line in Path(stage_times).read_text().splitlines():
             name, _, seconds = line.rpartition(" ")
-            last[name] = float(seconds)
+            if name not in last or float(seconds) >= REUSED_SECONDS:
+                last[name] = float(seconds)
         parts += [f"| {name} | {seconds / 60:.1f} |" for name, seconds in last.items()]
     for title, path in attachments:  # another script's printed output, verbatim
         lines = path.read_text().rstrip().splitlines()

@@ -64,7 +64,8 @@ def test_write_results_document(tmp_path):
     metrics = tmp_path / "metrics.json"
     metrics.write_text(json.dumps(_metrics(run, 20.0, 19.0, 21.0)))
     times = tmp_path / "times.txt"
-    times.write_text("first stage 999\ntrain RSVP-S2 60\nfirst stage 120\n")  # re-run: the last entry counts
+    # a re-run that trained counts (120 replaces 999); one that reused the finished stage (3 s) does not
+    times.write_text("first stage 999\ntrain RSVP-S2 60\nfirst stage 120\nfirst stage 3\n")
     out = tmp_path / "RESULTS.md"
     probe = tmp_path / "probe.txt"
     probe.write_text("motion   PSNR\ntrue     19.4\n")
