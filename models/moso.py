@@ -24,7 +24,7 @@ content (the object features) take part in choosing each cell's offset.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 import torch
@@ -478,12 +478,9 @@ class MosoVQVAE(nn.Module):
 
     def set_warp_temperature(self, temperature: float) -> None:
         """Change ``cfg.warp_temperature`` of a built model: both warps' softmax temperature
-        (weights unchanged)."""
-        if self.decoder.warp is None:
-            raise ValueError(f"warp_temperature needs merge: warp (this model has merge: {self.cfg.merge})")
-        if not temperature > 0:
-            raise ValueError(f"warp_temperature must be positive; got {temperature}")
-        self.cfg.warp_temperature = float(temperature)
+        (weights unchanged). MosoConfig's own checks apply (positive, ``merge: warp`` only)."""
+        replace(self.cfg, warp_temperature=float(temperature))  # validated as a config would be
+        self.cfg.warp_temperature = float(temperature)  # in place: the modules share this config
         for warp in (self.decoder.warp, self.decoder.fine):
             if warp is not None:
                 warp.temperature = float(temperature)

@@ -263,7 +263,7 @@ def _initial_weights(cfg: DictConfig) -> tuple[dict, int]:
 def _run(cfg: DictConfig, run_dir: Path, resume: bool, adversarial: bool) -> int:
     if cfg.model.arch != "moso":
         raise ConfigError(f"--exp {cfg.exp} trains MOSO first stages (model.arch: moso); got model.arch: {cfg.model.arch}")
-    if cfg.model.warp_ce_weight > 0 and cfg.model.vqvae.get("warp_choice") == "hard":
+    if cfg.model.warp_ce_weight > 0 and cfg.model.vqvae.warp_choice == "hard":
         raise ConfigError("model.warp_ce_weight needs model.vqvae.warp_choice: soft: a hard warp's offset weights "
                           "are one-hot, so their cross-entropy has no gradient where the choice is wrong")
     data = first_stage_data(cfg)
