@@ -25,7 +25,7 @@ content (the object features) take part in choosing each cell's offset.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
@@ -350,6 +350,13 @@ class OffsetWarp(nn.Module):
         return self.move(obj, self.weights(motion, motion.shape[0] // obj.shape[0], obj))
 
 
+class Decoded(NamedTuple):
+    """What :meth:`MergeDecoder.frames_and_weights` decodes; training reads the warps' parts."""
+    frames: torch.Tensor  # [B, 3, T, H, W]
+    weights: Optional[torch.Tensor]  # the coarse warp's offset weights [B, T, window^2, h, w]
+    fine_weights: Optional[torch.Tensor]  # pixel_warp: the fine 3x3 warp's weights [B, T, 9, H, W]
+
+
 class MergeDecoder(nn.Module):
     def __init__(self, cfg: MosoConfig) -> None:
         super().__init__()
@@ -387,12 +394,12 @@ class MergeDecoder(nn.Module):
 
     def forward(self, scene: torch.Tensor, obj: torch.Tensor, motion: torch.Tensor,
                 force_gate: Optional[float] = None, anchor: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return self.frames_and_weights(scene, obj, motion, force_gate, anchor)[0]
+        return self.frames_and_weights(scene, obj, motion, force_gate, anchor).frames
 
     def frames_and_weights(self, scene: torch.Tensor, obj: torch.Tensor, motion: torch.Tensor,
-                           force_gate: Optional[float] = None,
-                           anchor: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """Frames ``[B, 3, T, H, W]`` and the warp's offset weights (None without ``merge: warp``).
+                           force_gate: Optional[float] = None, anchor: Optional[torch.Tensor] = None) -> "Decoded":
+        """Frames ``[B, 3, T, H, W]``, the warp's offset weights (None without ``merge: warp``) and,
+        with ``pixel_warp``, the fine warp's weights (:class:`Decoded`).
 
         ``anchor`` ``[B, 3, H, W]``: the frame the motion is measured from (``pixel_warp`` only).
         With ``force_gate`` (scene-only / objects-only diagnostics) the moved pixels are left out."""
@@ -407,15 +414,18 @@ class MergeDecoder(nn.Module):
             raise ValueError("a pixel_warp first stage decodes from its codes *and* the anchor frame: pass anchor=")
         motion_f = rearrange(motion_f, "(b t) c h w -> b t c h w", b=b)
         parts = chunks_of(t, max(1, self.chunk // b))  # chunk_frames counts the frames of the whole batch
-        frames = [self._frames(motion_f[:, part], scene_f, object_f, None if weights is None else weights[:, part],
+        chunks = [self._frames(motion_f[:, part], scene_f, object_f, None if weights is None else weights[:, part],
                                force_gate, anchor) for part in parts]
-        return (frames[0] if len(frames) == 1 else torch.cat(frames, dim=2)), weights
+        frames = torch.cat([frames for frames, _ in chunks], dim=2)
+        fine = None if chunks[0][1] is None else torch.cat([fine for _, fine in chunks], dim=1)
+        return Decoded(frames, weights, fine)
 
     def _frames(self, motion_f: torch.Tensor, scene_f: torch.Tensor, object_f: torch.Tensor,
                 weights: Optional[torch.Tensor], force_gate: Optional[float], anchor: Optional[torch.Tensor]
-                ) -> torch.Tensor:
+                ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """Frames ``[B, 3, t, H, W]`` of ``t`` frames' motion features ``[B, t, C, h, w]``, the clip's
-        scene and object features ``[B, C, h, w]`` and the frames' warp ``weights``."""
+        scene and object features ``[B, C, h, w]`` and the frames' warp ``weights``; with the pixel
+        warp also the fine warp's weights ``[B, t, 9, H, W]`` (else None)."""
         b, t = motion_f.shape[:2]
         motion_f = rearrange(motion_f, "b t c h w -> (b t) c h w")
         scene_f = repeat(scene_f, "b c h w -> (b t) c h w", t=t)
@@ -425,6 +435,7 @@ class MergeDecoder(nn.Module):
             object_f = repeat(object_f, "b c h w -> (b t) c h w", t=t)
         hidden = self.up(self.res(self.merge(motion_f, scene_f, object_f, force_gate)))
         frames = self.to_rgb(hidden)
+        fine = None
         if self.to_keep is not None and force_gate is None:
             dilation = anchor.shape[-1] // scene_f.shape[-1]
             moved = self.warp.move(anchor.to(frames.dtype), weights, dilation=dilation, border="replicate")
@@ -433,7 +444,8 @@ class MergeDecoder(nn.Module):
             moved = self.fine.move(moved, fine, border="replicate")
             keep = torch.sigmoid(self.to_keep(hidden))
             frames = keep * moved + (1 - keep) * frames
-        return rearrange(frames, "(b t) c h w -> b c t h w", b=b)
+            fine = rearrange(fine, "(b t) 1 k h w -> b t k h w", b=b)
+        return rearrange(frames, "(b t) c h w -> b c t h w", b=b), fine
 
 
 COMPONENTS = ("scene", "object", "motion")
@@ -562,9 +574,8 @@ class MosoVQVAE(nn.Module):
         ``anchor``: the frame before the clip, needed when ``decodes_from_anchor``."""
         return self.decoder(codes["scene"], codes["object"], codes["motion"], force_gate, anchor)
 
-    def decode_with_warp(self, codes: dict[str, torch.Tensor], anchor: torch.Tensor
-                         ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """:meth:`decode` and the warp's offset weights, computed once (training reads both)."""
+    def decode_with_warp(self, codes: dict[str, torch.Tensor], anchor: torch.Tensor) -> Decoded:
+        """:meth:`decode` and the warps' offset weights, computed once (training reads both)."""
         return self.decoder.frames_and_weights(codes["scene"], codes["object"], codes["motion"], None, anchor)
 
     def codes_from_indices(self, indices: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -588,6 +599,34 @@ class MosoVQVAE(nn.Module):
         matching = local_matching(pool((video + 1) / 2), pool((anchor + 1) / 2), self.cfg.warp_window)
         return matching.argmax(dim=1)
 
+    def copy_error_map(self, anchor: torch.Tensor, video: torch.Tensor, weights: torch.Tensor,
+                       fine_weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Per cell and frame ``[B, T, h, w]``, the squared error (mean over colours) of one copy of
+        the anchor drawn from the warps' weights: its mean is ``model.warp_copy_weight``'s loss.
+
+        It equals the squared error of the warps' blend plus the variance, under the weights, of
+        what the offsets copy: zero only for a right copy, where the error of the blend is also
+        zero for several wrong offsets that average right. With ``pixel_warp`` (``fine_weights``
+        ``[B, T, 9, H, W]``; the map is then at full resolution) the draw is of the displacement
+        the decoder composes: a coarse offset k in ``2^down_content``-pixel steps, then a fine one
+        j, i.e. the anchor pixel ``p + j + 2^down_content k``, so a coarse step that the fine warp
+        completes is not paid as an error. Without it: the coarse warp's copies at the merge
+        resolution. ``anchor`` ``[B, 3, H, W]``, ``video`` ``[B, 3, T, H, W]``, full resolution,
+        ``weights`` ``[B, T, window^2, h, w]``."""
+        if fine_weights is None:
+            anchor, video = self.merge_resolution(anchor), self.merge_resolution(video)
+        step = anchor.shape[-1] // weights.shape[-1]
+        # E|copy - x|^2 = E|copy|^2 - 2 E[copy].x + |x|^2: the warps move the anchor and its squared norm
+        stacked = torch.cat([anchor, anchor.square().sum(dim=1, keepdim=True)], dim=1)
+        moved = self.decoder.warp.move(stacked, weights, dilation=step, border="replicate")
+        if fine_weights is not None:
+            moved = self.decoder.fine.move(moved, rearrange(fine_weights, "b t k h w -> (b t) 1 k h w"),
+                                           border="replicate")
+        mean_copy, mean_square = moved[:, :3], moved[:, 3]
+        x = rearrange(video, "b c t h w -> (b t) c h w")
+        error = (mean_square - 2 * (mean_copy * x).sum(dim=1) + x.square().sum(dim=1)) / x.shape[1]
+        return rearrange(error.clamp_min(0), "(b t) h w -> b t h w", b=video.shape[0])
+
     def merge_resolution(self, frames: torch.Tensor) -> torch.Tensor:
         """``[..., H, W]`` frames average-pooled to the resolution the decoder merges (and warps) at."""
         factor = 2**self.cfg.down_content
@@ -600,10 +639,12 @@ class MosoVQVAE(nn.Module):
         loss reads."""
         encoded = self.encode(video, step, anchor)
         anchor = video[:, :, 0] if anchor is None else anchor
-        recon, weights = self.decode_with_warp(encoded["codes"], anchor)
-        out = {"recon": recon, **encoded}
-        if self.training and weights is not None:
-            out["warp_weights"] = weights
-            out["warped_anchor"] = self.decoder.move_image(self.merge_resolution(anchor), weights)
+        decoded = self.decode_with_warp(encoded["codes"], anchor)
+        out = {"recon": decoded.frames, **encoded}
+        if self.training and decoded.weights is not None:
+            out["warp_weights"] = decoded.weights
+            out["warped_anchor"] = self.decoder.move_image(self.merge_resolution(anchor), decoded.weights)
             out["frames_small"] = self.merge_resolution(video)
+            if decoded.fine_weights is not None:
+                out["fine_weights"] = decoded.fine_weights
         return out

@@ -58,7 +58,8 @@ def probe(config: str, overrides: list[str], steps: int) -> dict[str, float]:
         anchor = video[:, :, 0] if anchor is None else anchor
         latents = model.encode_continuous(video, step, anchor)
         codes, _, quant_loss = model.quantize(latents)
-        recon, weights = model.decode_with_warp(codes, anchor)
+        decoded = model.decode_with_warp(codes, anchor)
+        recon, weights = decoded.frames, decoded.weights
         l1 = (recon - video).abs().mean()
         loss = float(cfg.model.l1_weight) * l1 + quant_loss
         if cfg.model.temporal_l1_weight > 0:

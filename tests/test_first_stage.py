@@ -155,13 +155,16 @@ def test_every_shipped_moso_config_loads_and_builds(path):
     assert model.resolution == cfg.data.resolution and model.frames == cfg.data.frames
 
 
-def test_warp_cross_entropy_is_trained_and_logged(tmp_path):
-    assert main.main(["--exp", "first_stage", "--config", "configs/first_stage/warp_shapes32.yaml", "--id", "ce",
-                      f"results_dir={tmp_path}", *TINY, "train.max_steps=2", "model.vqvae.warp_window=3",
-                      "model.warp_ce_weight=0.1"]) == 0
-    records = [json.loads(line) for line in (tmp_path / "first_stage_ce_shapes_42" / "metrics.jsonl").read_text().splitlines()]
-    ce = [r["warp_ce"] for r in records if "warp_ce" in r]
-    assert len(ce) == 2 and all(0 < value < 10 for value in ce)  # -log of a weight in a 9-offset window
+@pytest.mark.parametrize("override, logged, bound", [
+    ("model.warp_ce_weight=0.1", "warp_ce", 10),  # -log of a weight in a 9-offset window
+    ("model.warp_copy_weight=1.0", "warp_copy", 4),  # a squared error of colours in [-1, 1]
+])
+def test_warp_losses_are_trained_and_logged(tmp_path, override, logged, bound):
+    assert main.main(["--exp", "first_stage", "--config", "configs/first_stage/warp_shapes32.yaml", "--id", "w",
+                      f"results_dir={tmp_path}", *TINY, "train.max_steps=2", "model.vqvae.warp_window=3", override]) == 0
+    records = [json.loads(line) for line in (tmp_path / "first_stage_w_shapes_42" / "metrics.jsonl").read_text().splitlines()]
+    values = [r[logged] for r in records if logged in r]
+    assert len(values) == 2 and all(0 < value < bound for value in values)
 
 
 def test_first_stage_fine_tunes_a_soft_warp_into_a_hard_one(tmp_path):

@@ -247,6 +247,68 @@ def test_pixel_warp_moves_anchor_pixels_at_full_resolution():
     assert torch.equal(moved[1, :, :, -2:], image[0, :, :, -1:].expand(-1, -1, 2))  # borders repeat
 
 
+def test_copy_error_rewards_one_right_offset_over_a_blend_that_averages_right():
+    """The expected copy error (model.warp_copy_weight) is zero for the right offset alone, and
+    positive for a 50/50 blend of its two neighbours, whose mixture matches the target just as well."""
+    model = small_model(merge="warp", object_input="anchor", anchor="before", temporal_fusion="mean",
+                        temporal_position=False, warp_window=3, down_content=0)
+    ramp = torch.arange(8.0).repeat(8, 1)  # x = column: a linear ramp, so the mean of x-1 and x+1 is x
+    image = ramp.expand(1, 3, 8, 8).contiguous()
+    video = image[:, :, None]  # one frame: the anchor itself (no move)
+    right = torch.zeros(1, 1, 9, 8, 8)
+    right[:, :, 4] = 1  # the centre offset
+    blend = torch.zeros(1, 1, 9, 8, 8)
+    blend[:, :, 3] = blend[:, :, 5] = 0.5  # one cell left and one cell right
+    inner = (slice(1, -1), slice(1, -1))
+    for weights in (right, blend):  # both moves reproduce the target inside the border
+        moved = model.decoder.warp.move(image, weights, border="replicate")
+        assert torch.allclose(moved[0][:, 1:-1, 1:-1], image[0][:, 1:-1, 1:-1])
+    assert torch.equal(model.copy_error_map(image, video, right)[0, 0][inner], torch.zeros(6, 6))
+    assert torch.allclose(model.copy_error_map(image, video, blend)[0, 0][inner], torch.ones(6, 6))  # (+-1)^2
+
+
+def test_copy_error_map_scores_the_copy_the_two_warps_compose():
+    """With one-hot weights the expected copy error is the error of what the decoder's two warps
+    actually copy (coarse 2-pixel steps, then the fine warp reading the coarse result at p + j);
+    with soft weights it is at least the error of the blend, and above it where the blend hides errors."""
+    model = small_model(merge="warp", object_input="anchor", anchor="before", temporal_fusion="mean",
+                        temporal_position=False, warp_window=5, pixel_warp=True, down_content=1)
+    gen = torch.Generator().manual_seed(3)
+    anchor, video = torch.rand(2, 3, 16, 16, generator=gen), torch.rand(2, 3, 4, 16, 16, generator=gen)
+    coarse_logits, fine_logits = torch.randn(2, 4, 25, 8, 8, generator=gen), torch.randn(2, 4, 9, 16, 16, generator=gen)
+    for one_hot in (True, False):
+        coarse, fine = ((one_hot_largest(coarse_logits), one_hot_largest(fine_logits)) if one_hot
+                        else (coarse_logits.softmax(dim=2), fine_logits.softmax(dim=2)))
+        moved = model.decoder.warp.move(anchor, coarse, dilation=2, border="replicate")
+        moved = model.decoder.fine.move(moved, rearrange(fine, "b t k h w -> (b t) 1 k h w"), border="replicate")
+        blend_error = rearrange((moved - rearrange(video, "b c t h w -> (b t) c h w")).square().mean(dim=1),
+                                "(b t) h w -> b t h w", b=2)[..., 1:-1, 1:-1]  # the border pixels replicate
+        expected = model.copy_error_map(anchor, video, coarse, fine)[..., 1:-1, 1:-1]
+        if one_hot:
+            assert torch.allclose(expected, blend_error, atol=1e-5)
+        else:
+            assert (expected >= blend_error - 1e-5).all() and float((expected - blend_error).mean()) > 0.01
+
+
+def test_pixel_warp_model_exposes_both_warps_in_training():
+    """Training reads both warps' weights, in frame order however the frames were decoded."""
+    model = small_model(merge="warp", object_input="anchor", anchor="before", temporal_fusion="mean",
+                        temporal_position=False, warp_window=5, pixel_warp=True, down_content=1)
+    video, anchor = clip(), clip()[:, :, 0]
+    out = model(video, step=0, anchor=anchor)
+    assert out["warp_weights"].shape == (2, 8, 25, 16, 16) and out["fine_weights"].shape == (2, 8, 9, 32, 32)
+    assert torch.allclose(out["fine_weights"].sum(dim=2), torch.ones(2, 8, 32, 32))
+    model.eval()
+    assert "fine_weights" not in model(video, anchor=anchor)
+    with torch.no_grad():
+        codes = model.encode(video, anchor=anchor)["codes"]
+        whole = model.decode_with_warp(codes, anchor)
+        model.set_chunk_frames(4)  # decoded in chunks of frames: the same parts, put back in order
+        chunked = model.decode_with_warp(codes, anchor)
+    for got, want in zip(chunked, whole):
+        assert torch.allclose(got, want, atol=1e-5)
+
+
 def test_pixel_warp_model_decodes_from_its_codes_and_the_anchor_frame():
     model = small_model(merge="warp", object_input="anchor", anchor="before", temporal_fusion="mean",
                         temporal_position=False, warp_window=5, pixel_warp=True, down_content=1)

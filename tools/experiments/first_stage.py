@@ -64,6 +64,11 @@ class FirstStageConfig:
     # content matches the frame best (MosoVQVAE.warp_targets): rewards committing to the right offset
     # rather than a mixture, which the L1 losses reward where the model is unsure (docs/FIRST_STAGE.md)
     warp_ce_weight: float = 0.0
+    # merge: warp only: the expected error of copying one offset drawn from each warp's weights (the
+    # coarse warp at the merge resolution; with pixel_warp also the fine warp at full resolution):
+    # lowest when the weight sits on the single best offset, so it rewards copies over the blends
+    # that the L1 of the mixture allows where the model is unsure (docs/FIRST_STAGE.md)
+    warp_copy_weight: float = 0.0
     perceptual: PerceptualConfig = field(default_factory=PerceptualConfig)
     gan: GanConfig = field(default_factory=GanConfig)
     eval_clips: int = 8  # held-out clips reconstructed, scored and shown at every sample step
@@ -153,6 +158,11 @@ class FirstStageTask(TrainTask):
                 w_ce = F.nll_loss(log_w, rearrange(target, "b t h w -> (b t) h w"))
                 rec = rec + self.mcfg.warp_ce_weight * w_ce
                 logs["warp_ce"] = w_ce.detach()
+            if self.mcfg.warp_copy_weight > 0 and "warp_weights" in out:
+                w_copy = ctx.raw_nets["model"].copy_error_map(
+                    video[:, :, 0] if anchor is None else anchor, video, out["warp_weights"], out.get("fine_weights")).mean()
+                rec = rec + self.mcfg.warp_copy_weight * w_copy
+                logs["warp_copy"] = w_copy.detach()
             if self.perceptual is not None:
                 p_loss = self.perceptual(recon, video)
                 rec = rec + self.mcfg.perceptual.weight * p_loss
