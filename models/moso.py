@@ -416,6 +416,8 @@ class MergeDecoder(nn.Module):
         parts = chunks_of(t, max(1, self.chunk // b))  # chunk_frames counts the frames of the whole batch
         chunks = [self._frames(motion_f[:, part], scene_f, object_f, None if weights is None else weights[:, part],
                                force_gate, anchor) for part in parts]
+        if len(chunks) == 1:
+            return Decoded(chunks[0][0], weights, chunks[0][1])
         frames = torch.cat([frames for frames, _ in chunks], dim=2)
         fine = None if chunks[0][1] is None else torch.cat([fine for _, fine in chunks], dim=1)
         return Decoded(frames, weights, fine)
@@ -605,8 +607,8 @@ class MosoVQVAE(nn.Module):
         the anchor drawn from the warps' weights: its mean is ``model.warp_copy_weight``'s loss.
 
         It equals the squared error of the warps' blend plus the variance, under the weights, of
-        what the offsets copy: zero only for a right copy, where the error of the blend is also
-        zero for several wrong offsets that average right. With ``pixel_warp`` (``fine_weights``
+        what the offsets copy. So it is zero only when all the weight sits on right copies, whereas
+        the blend's error is also zero for wrong offsets that average right. With ``pixel_warp`` (``fine_weights``
         ``[B, T, 9, H, W]``; the map is then at full resolution) the draw is of the displacement
         the decoder composes: a coarse offset k in ``2^down_content``-pixel steps, then a fine one
         j, i.e. the anchor pixel ``p + j + 2^down_content k``, so a coarse step that the fine warp
