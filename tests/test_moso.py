@@ -288,6 +288,10 @@ def test_copy_error_map_scores_the_copy_the_two_warps_compose():
             assert torch.allclose(expected, blend_error, atol=1e-5)
         else:
             assert (expected >= blend_error - 1e-5).all() and float((expected - blend_error).mean()) > 0.01
+    # the loss trains the coarse warp; the fine warp's weights only weigh the draw
+    coarse, fine = coarse_logits.softmax(dim=2).requires_grad_(), fine_logits.softmax(dim=2).requires_grad_()
+    model.copy_error_map(anchor, video, coarse, fine).mean().backward()
+    assert coarse.grad is not None and float(coarse.grad.abs().sum()) > 0 and fine.grad is None
 
 
 def test_pixel_warp_model_exposes_both_warps_in_training():
