@@ -87,6 +87,11 @@ class MosoConfig:
     # difference: the anchor difference at full resolution (MOSO) | matching: at the merge resolution,
     # how well each offset in the warp window matches the anchor frame, beside the anchor difference
     motion_input: str = "difference"
+    # motion_input: matching only: also, per cell of the merge resolution, how well each 1-pixel
+    # offset of a 3x3 window around the cell's best-matching coarse offset matches, at full
+    # resolution. The pooled costs tell a 2^down_content-pixel step; the fine warp's pixel has
+    # to be read from these (without them the motion encoder sees only pooled frames)
+    fine_matching: bool = False
     # warp only: the decoder also moves the anchor frame's *pixels* by the same warp (at full
     # resolution) and blends them into its output through a predicted mask, so sharp content
     # needs no round trip through the object tokens. Decoding then needs the anchor frame, which
@@ -114,6 +119,8 @@ class MosoConfig:
         for key, off in (("warp_keys", "none"), ("warp_choice", "soft"), ("warp_temperature", 1.0)):
             if getattr(self, key) != off and self.merge != "warp":
                 raise ValueError(f"model.vqvae.{key}: {getattr(self, key)} needs merge: warp (got merge: {self.merge})")
+        if self.fine_matching and self.motion_input != "matching":
+            raise ValueError(f"model.vqvae.fine_matching needs motion_input: matching (got {self.motion_input})")
         if self.pixel_warp and (self.merge != "warp" or self.anchor != "before"):
             raise ValueError("model.vqvae.pixel_warp needs merge: warp and anchor: before "
                              f"(got merge: {self.merge}, anchor: {self.anchor})")
@@ -139,6 +146,33 @@ def local_matching(video01: torch.Tensor, anchor01: torch.Tensor, window: int) -
     shifted = rearrange(F.unfold(padded, window), "b (c k) (h w) -> b c k h w", c=3, h=h)
     frames = rearrange(video01, "b c t h w -> b c t 1 h w")
     return -rearrange((frames - shifted[:, :, None]).abs().mean(dim=1), "b t k h w -> b k t h w")
+
+
+def fine_matching(video01: torch.Tensor, anchor01: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+    """``[B, 9, T, h, w]``: per cell of ``coarse``'s resolution, :func:`local_matching` at full
+    resolution over a 3x3 window of 1-pixel offsets around the cell's best coarse offset, averaged
+    over the cell's pixels. ``coarse`` ``[B, window^2, T, h, w]``: :func:`local_matching` of the
+    pooled frames (offsets of one cell, i.e. ``H // h`` pixels)."""
+    b, k, t, h, _ = coarse.shape
+    step, window = video01.shape[-1] // h, int(round(k**0.5))
+    best = rearrange(F.one_hot(coarse.argmax(dim=1), k).to(video01.dtype), "b t h w k -> b t k h w")
+    moved = move_by(anchor01, best, window, dilation=step, border="replicate")  # [(b t), 3, H, W]
+    costs = local_matching(rearrange(video01, "b c t h w -> (b t) c 1 h w"), moved, 3)[:, :, 0]
+    return rearrange(F.avg_pool2d(costs, step), "(b t) k h w -> b k t h w", b=b)
+
+
+def move_by(x: torch.Tensor, weights: torch.Tensor, window: int, dilation: int = 1,
+            border: str = "constant") -> torch.Tensor:
+    """``x`` ``[B, C, H, W]`` moved by offset ``weights`` ``[B, T, window^2, H/d, W/d]`` ->
+    ``[B*T, C, H, W]`` (see :meth:`OffsetWarp.move`)."""
+    c, h = x.shape[1], x.shape[2]
+    pad = dilation * (window // 2)
+    if dilation > 1:
+        weights = repeat(weights, "b t k h w -> b t k (h i) (w j)", i=dilation, j=dilation)
+    padded = F.pad(x, (pad, pad, pad, pad), mode=border)
+    patches = rearrange(F.unfold(padded, window, dilation=dilation), "b (c k) (h w) -> b c k h w", c=c, h=h)
+    moved = torch.einsum("bckhw,btkhw->btchw", patches, weights)
+    return rearrange(moved, "b t c h w -> (b t) c h w")
 
 
 def motion_mask(diff: torch.Tensor, low: float, high: float) -> torch.Tensor:
@@ -221,7 +255,8 @@ class MotionEncoder(nn.Module):
         super().__init__()
         self.chunk, self.reuse_repeats = cfg.chunk_frames, True
         if cfg.motion_input == "matching":  # input at the merge resolution: matching costs + difference
-            self.frame_stack = DownStack(cfg.warp_window**2 + 3, cfg.hidden, cfg.down_motion - cfg.down_content)
+            inputs = cfg.warp_window**2 + (9 if cfg.fine_matching else 0) + 3
+            self.frame_stack = DownStack(inputs, cfg.hidden, cfg.down_motion - cfg.down_content)
         else:
             self.frame_stack = DownStack(3, cfg.hidden, cfg.down_motion)
         self.attn = TemporalSelfAttention(cfg.hidden, cfg.attn_heads, cfg.max_frames, cfg.temporal_position)
@@ -336,14 +371,7 @@ class OffsetWarp(nn.Module):
         offsets of d pixels: the same displacement field, read at a finer grid. ``border``: what
         lies outside ``x`` (``constant``: zeros, for features; ``replicate``: the edge, for pixels).
         """
-        c, h = x.shape[1], x.shape[2]
-        k, pad = self.window, dilation * (self.window // 2)
-        if dilation > 1:
-            weights = repeat(weights, "b t k h w -> b t k (h i) (w j)", i=dilation, j=dilation)
-        padded = F.pad(x, (pad, pad, pad, pad), mode=border)
-        patches = rearrange(F.unfold(padded, k, dilation=dilation), "b (c k) (h w) -> b c k h w", c=c, h=h)
-        moved = torch.einsum("bckhw,btkhw->btchw", patches, weights)
-        return rearrange(moved, "b t c h w -> (b t) c h w")
+        return move_by(x, weights, self.window, dilation, border)
 
     def forward(self, obj: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
         """``obj`` ``[B, C, H, W]`` (one map per clip), ``motion`` ``[B*T, C, H, W]`` -> ``[B*T, C, H, W]``."""
@@ -557,8 +585,9 @@ class MosoVQVAE(nn.Module):
         """Matching costs against the anchor and the anchor difference, pooled to the merge resolution."""
         pool = self.merge_resolution
         matching = local_matching(pool((video + 1) / 2), pool((anchor + 1) / 2), self.cfg.warp_window)
+        fine = [fine_matching((video + 1) / 2, (anchor + 1) / 2, matching)] if self.cfg.fine_matching else []
         # x10: mean absolute differences are small numbers; the conv after it sees a usable range
-        return torch.cat([10 * matching, pool(diff)], dim=1)
+        return torch.cat([10 * matching, *(10 * f for f in fine), pool(diff)], dim=1)
 
     def encode(self, video: torch.Tensor, step: Optional[int] = None, anchor: Optional[torch.Tensor] = None,
                scene_video: Optional[torch.Tensor] = None) -> dict[str, dict[str, torch.Tensor]]:

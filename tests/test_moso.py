@@ -3,8 +3,8 @@ import pytest
 import torch
 from einops import rearrange
 
-from models.moso import (MosoConfig, MosoVQVAE, OffsetWarp, anchor_difference, decompose_inputs, motion_mask,
-                         one_hot_largest)
+from models.moso import (MosoConfig, MosoVQVAE, OffsetWarp, anchor_difference, decompose_inputs, fine_matching,
+                         local_matching, motion_mask, one_hot_largest)
 from evaluation.frame_metrics import psnr_per_frame
 from models.quantizers import EMAVectorQuantizer, FSQuantizer
 
@@ -232,6 +232,37 @@ def test_warp_targets_name_the_offset_the_content_came_from():
     inner = (slice(1, -1), slice(1, -1))  # at the borders repeated pixels tie with the true offset
     assert (targets[0, 0][inner] == 4).all()  # no move: the centre of the 3x3 window
     assert (targets[0, 1][inner] == 5).all()  # one cell to the right
+
+
+def test_fine_matching_finds_the_pixel_the_pooled_costs_cannot():
+    """A move of 3 pixels is 1.5 cells of 2 pixels, which a cell's offset cannot name. Around the
+    cell's best coarse offset, the fine costs name the remaining pixel, exactly (a zero cost)."""
+    anchor = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    frame = torch.cat([anchor[..., 3:], anchor[..., -1:].expand(-1, -1, -1, 3)], dim=-1)  # (y, x) shows (y, x + 3)
+    video = torch.stack([anchor, frame], dim=2)
+    inner = (slice(1, -1), slice(1, -3))  # cells whose sources lie inside the frame
+    for best, pixel in ((12, None), (13, 5), (14, 3)):  # coarse: no move, one cell right, two cells right
+        coarse = torch.zeros(1, 25, 2, 8, 8)
+        coarse[:, best] = 1  # every cell's best coarse offset
+        fine = fine_matching(video, anchor, coarse)[0, :, 1][(slice(None), *inner)]
+        if pixel is None:  # no pixel completes a move of 0 cells to 3 pixels
+            assert (fine.amax(dim=0) < 0).all()
+        else:  # +1 pixel after 1 cell, -1 pixel after 2 cells
+            assert (fine[pixel] == 0).all() and (fine.argmax(dim=0) == pixel).all()
+    coarse = local_matching(torch.nn.functional.avg_pool2d(video.flatten(0, 1), 2).unflatten(0, (1, 3)),
+                            torch.nn.functional.avg_pool2d(anchor, 2), 5)
+    assert fine_matching(video, anchor, coarse).shape == (1, 9, 2, 8, 8)
+
+
+def test_fine_matching_is_an_extra_motion_input():
+    model = small_model(merge="warp", object_input="anchor", anchor="before", temporal_fusion="mean",
+                        temporal_position=False, warp_window=5, pixel_warp=True, down_content=1,
+                        motion_input="matching", fine_matching=True)
+    assert model.encoders["motion"].frame_stack.net[0].in_channels == 25 + 9 + 3
+    video, anchor = clip(), clip()[:, :, 0]
+    assert model(video, step=0, anchor=anchor)["recon"].shape == video.shape
+    with pytest.raises(ValueError, match="fine_matching needs motion_input: matching"):
+        MosoConfig(fine_matching=True)
 
 
 def test_pixel_warp_moves_anchor_pixels_at_full_resolution():
