@@ -642,8 +642,8 @@ class MosoVQVAE(nn.Module):
         the decoder composes: a coarse offset k in ``2^down_content``-pixel steps, then a fine one
         j, i.e. the anchor pixel ``p + j + 2^down_content k``, so a coarse step that the fine warp
         completes is not paid as an error. The fine weights weigh the draw but take no gradient from
-        it: with one, the fine warp chose its centre offset everywhere within 250 steps (two runs,
-        docs/FIRST_STAGE.md). Without ``pixel_warp``: the coarse warp's copies at the merge
+        it: with one, the fine warp chose its centre offset almost everywhere within 250-500 steps
+        (two runs, docs/FIRST_STAGE.md). Without ``pixel_warp``: the coarse warp's copies at the merge
         resolution. ``anchor`` ``[B, 3, H, W]``, ``video`` ``[B, 3, T, H, W]``, full resolution,
         ``weights`` ``[B, T, window^2, h, w]``."""
         if fine_weights is None:
@@ -652,7 +652,7 @@ class MosoVQVAE(nn.Module):
         # E|copy - x|^2 = E|copy|^2 - 2 E[copy].x + |x|^2: the warps move the anchor and its squared norm
         stacked = torch.cat([anchor, anchor.square().sum(dim=1, keepdim=True)], dim=1)
         moved = self.decoder.warp.move(stacked, weights, dilation=step, border="replicate")
-        if fine_weights is not None:  # held fixed: its gradient drove the fine warp to one offset everywhere
+        if fine_weights is not None:  # held fixed: its gradient drove the fine warp to its centre offset
             moved = self.decoder.fine.move(moved, rearrange(fine_weights.detach(), "b t k h w -> (b t) 1 k h w"),
                                            border="replicate")
         mean_copy, mean_square = moved[:, :3], moved[:, 3]
