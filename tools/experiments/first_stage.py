@@ -64,10 +64,10 @@ class FirstStageConfig:
     # content matches the frame best (MosoVQVAE.warp_targets): rewards committing to the right offset
     # rather than a mixture, which the L1 losses reward where the model is unsure (docs/FIRST_STAGE.md)
     warp_ce_weight: float = 0.0
-    # merge: warp only: the expected error of copying one offset drawn from each warp's weights (the
-    # coarse warp at the merge resolution; with pixel_warp also the fine warp at full resolution):
-    # lowest when the weight sits on the single best offset, so it rewards copies over the blends
-    # that the L1 of the mixture allows where the model is unsure (docs/FIRST_STAGE.md)
+    # merge: warp only: the expected squared error of one copy of the anchor drawn from the warps'
+    # weights (MosoVQVAE.copy_error_map; with pixel_warp, of the displacement the two warps compose):
+    # the blend's error plus how much the offsets' copies disagree, so a blend pays where the L1 of
+    # the mixture lets it hedge. It trains the coarse warp only (docs/FIRST_STAGE.md)
     warp_copy_weight: float = 0.0
     perceptual: PerceptualConfig = field(default_factory=PerceptualConfig)
     gan: GanConfig = field(default_factory=GanConfig)
