@@ -148,16 +148,20 @@ def local_matching(video01: torch.Tensor, anchor01: torch.Tensor, window: int) -
     return -rearrange((frames - shifted[:, :, None]).abs().mean(dim=1), "b t k h w -> b k t h w")
 
 
+# The fine pixel warp's window (1-pixel offsets), which fine_matching scores for the motion encoder.
+FINE_WINDOW = 3
+
+
 def fine_matching(video01: torch.Tensor, anchor01: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
-    """``[B, 9, T, h, w]``: per cell of ``coarse``'s resolution, :func:`local_matching` at full
-    resolution over a 3x3 window of 1-pixel offsets around the cell's best coarse offset, averaged
+    """``[B, FINE_WINDOW^2, T, h, w]``: per cell of ``coarse``'s resolution, :func:`local_matching` at
+    full resolution over the 1-pixel offsets of the fine window around the cell's best coarse offset, averaged
     over the cell's pixels. ``coarse`` ``[B, window^2, T, h, w]``: :func:`local_matching` of the
     pooled frames (offsets of one cell, i.e. ``H // h`` pixels)."""
     b, k, t, h, _ = coarse.shape
     step, window = video01.shape[-1] // h, int(round(k**0.5))
     best = rearrange(F.one_hot(coarse.argmax(dim=1), k).to(video01.dtype), "b t h w k -> b t k h w")
     moved = move_by(anchor01, best, window, dilation=step, border="replicate")  # [(b t), 3, H, W]
-    costs = local_matching(rearrange(video01, "b c t h w -> (b t) c 1 h w"), moved, 3)[:, :, 0]
+    costs = local_matching(rearrange(video01, "b c t h w -> (b t) c 1 h w"), moved, FINE_WINDOW)[:, :, 0]
     return rearrange(F.avg_pool2d(costs, step), "(b t) k h w -> b k t h w", b=b)
 
 
@@ -255,7 +259,7 @@ class MotionEncoder(nn.Module):
         super().__init__()
         self.chunk, self.reuse_repeats = cfg.chunk_frames, True
         if cfg.motion_input == "matching":  # input at the merge resolution: matching costs + difference
-            inputs = cfg.warp_window**2 + (9 if cfg.fine_matching else 0) + 3
+            inputs = cfg.warp_window**2 + (FINE_WINDOW**2 if cfg.fine_matching else 0) + 3
             self.frame_stack = DownStack(inputs, cfg.hidden, cfg.down_motion - cfg.down_content)
         else:
             self.frame_stack = DownStack(3, cfg.hidden, cfg.down_motion)
@@ -406,7 +410,7 @@ class MergeDecoder(nn.Module):
         # and a 3x3 warp at full resolution after the warp's 2^down_content-pixel steps, so that
         # every whole-pixel displacement is reachable (from the decoder's features and the motion's)
         self.to_keep = nn.Conv2d(hid, 1, 3, padding=1) if cfg.pixel_warp else None
-        self.fine = OffsetWarp(2 * hid, 3, hard=hard, temperature=temperature) if cfg.pixel_warp else None
+        self.fine = OffsetWarp(2 * hid, FINE_WINDOW, hard=hard, temperature=temperature) if cfg.pixel_warp else None
 
     def _content(self, name: str, code: torch.Tensor) -> torch.Tensor:
         return self.to_content[name](self.from_code[name](code))
@@ -444,11 +448,8 @@ class MergeDecoder(nn.Module):
         parts = chunks_of(t, max(1, self.chunk // b))  # chunk_frames counts the frames of the whole batch
         chunks = [self._frames(motion_f[:, part], scene_f, object_f, None if weights is None else weights[:, part],
                                force_gate, anchor) for part in parts]
-        if len(chunks) == 1:
-            return Decoded(chunks[0][0], weights, chunks[0][1])
-        frames = torch.cat([frames for frames, _ in chunks], dim=2)
-        fine = None if chunks[0][1] is None else torch.cat([fine for _, fine in chunks], dim=1)
-        return Decoded(frames, weights, fine)
+        frames, fine = zip(*chunks)
+        return Decoded(_joined(frames, dim=2), weights, None if fine[0] is None else _joined(fine, dim=1))
 
     def _frames(self, motion_f: torch.Tensor, scene_f: torch.Tensor, object_f: torch.Tensor,
                 weights: Optional[torch.Tensor], force_gate: Optional[float], anchor: Optional[torch.Tensor]
@@ -476,6 +477,11 @@ class MergeDecoder(nn.Module):
             frames = keep * moved + (1 - keep) * frames
             fine = rearrange(fine, "(b t) 1 k h w -> b t k h w", b=b)
         return rearrange(frames, "(b t) c h w -> b c t h w", b=b), fine
+
+
+def _joined(parts: tuple[torch.Tensor, ...], dim: int) -> torch.Tensor:
+    """The chunks of one decoding put back together (a single chunk as it is: no copy)."""
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=dim)
 
 
 COMPONENTS = ("scene", "object", "motion")
@@ -583,9 +589,9 @@ class MosoVQVAE(nn.Module):
 
     def _matching_input(self, video: torch.Tensor, anchor: torch.Tensor, diff: torch.Tensor) -> torch.Tensor:
         """Matching costs against the anchor and the anchor difference, pooled to the merge resolution."""
-        pool = self.merge_resolution
-        matching = local_matching(pool((video + 1) / 2), pool((anchor + 1) / 2), self.cfg.warp_window)
-        fine = [fine_matching((video + 1) / 2, (anchor + 1) / 2, matching)] if self.cfg.fine_matching else []
+        pool, video01, anchor01 = self.merge_resolution, (video + 1) / 2, (anchor + 1) / 2
+        matching = local_matching(pool(video01), pool(anchor01), self.cfg.warp_window)
+        fine = [fine_matching(video01, anchor01, matching)] if self.cfg.fine_matching else []
         # x10: mean absolute differences are small numbers; the conv after it sees a usable range
         return torch.cat([10 * matching, *(10 * f for f in fine), pool(diff)], dim=1)
 

@@ -34,6 +34,7 @@ TRAINING_LINE = re.compile(r"training [\w, ]+ \((?P<params>[\d,]+) parameters\).
 # and did no work: its entry in the stage-times file does not replace the time of the run that did.
 REUSED_SECONDS = 30
 
+
 def training_budget(run_dir: Path) -> dict:
     """Steps, batch, parameters and summed step time of a training run folder."""
     info: dict = {"run": str(run_dir)}

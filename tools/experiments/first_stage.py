@@ -152,15 +152,16 @@ class FirstStageTask(TrainTask):
                 w_l1 = (out["warped_anchor"] - out["frames_small"]).abs().mean()
                 rec = rec + self.mcfg.warp_l1_weight * w_l1
                 logs["warp_l1"] = w_l1.detach()
+            reference = video[:, :, 0] if anchor is None else anchor  # the frame the warps move
             if self.mcfg.warp_ce_weight > 0 and "warp_weights" in out:
-                target = ctx.raw_nets["model"].warp_targets(video, video[:, :, 0] if anchor is None else anchor)
+                target = ctx.raw_nets["model"].warp_targets(video, reference)
                 log_w = rearrange(out["warp_weights"].float().clamp_min(1e-8).log(), "b t k h w -> (b t) k h w")
                 w_ce = F.nll_loss(log_w, rearrange(target, "b t h w -> (b t) h w"))
                 rec = rec + self.mcfg.warp_ce_weight * w_ce
                 logs["warp_ce"] = w_ce.detach()
             if self.mcfg.warp_copy_weight > 0 and "warp_weights" in out:
-                w_copy = ctx.raw_nets["model"].copy_error_map(
-                    video[:, :, 0] if anchor is None else anchor, video, out["warp_weights"], out.get("fine_weights")).mean()
+                w_copy = ctx.raw_nets["model"].copy_error_map(reference, video, out["warp_weights"],
+                                                              out.get("fine_weights")).mean()
                 rec = rec + self.mcfg.warp_copy_weight * w_copy
                 logs["warp_copy"] = w_copy.detach()
             if self.perceptual is not None:
