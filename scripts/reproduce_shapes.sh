@@ -9,13 +9,16 @@
 # method's long rollout (4 observed -> LONG_FRAMES predicted; scripts/long_horizon.py), the
 # latent-scale ablation (scripts/scale_ablation.sh) and LVDM's long-horizon ablation
 # (scripts/lvdm_ablation.sh: hierarchy, perturbation, guidance);
-# optionally the 64x64, 16-frame first stage and its checklist (FS64_STEPS > 0), and the 32x32
-# first stage with content keys and one motion per 2x2-pixel cell with its checklist
-# (configs/first_stage/warp_keys_shapes32.yaml, KEYS_STEPS > 0; 3000 is the recipe's), with a second
-# checklist of that run decoded at warp temperature KEYS_TEMPERATURE (0.33; 1 or 0: none).
+# optionally the 64x64, 16-frame first stage (FS64_CONFIG, FS64_STEPS > 0) and its checklist, and
+# the 32x32 first stage with content keys and one motion per 2x2-pixel cell (KEYS_CONFIG,
+# KEYS_STEPS > 0; 3000 is the recipes'), optionally followed by KEYS_FINETUNE_STEPS more steps from
+# its weights at a constant 2e-4 (750 for warp_keys_fine_shapes32), with its checklist and a second
+# one decoded at warp temperature KEYS_TEMPERATURE (0.33; 1 or 0: none).
 #   bash scripts/reproduce_shapes.sh            # about an hour on 2 quiet CPU cores; minutes on a GPU
 # Settings (environment): OUT (results/reproduce_shapes), FS_STEPS, GAN_STEPS (0: no GAN fine-tune),
-# FS64_STEPS (0: no 64x64 first stage), KEYS_STEPS (0: no keyed first stage), KEYS_TEMPERATURE, NUM_TRAIN, STEPS (DDPM steps per variant), NUM_VIDEOS,
+# FS64_STEPS (0: no 64x64 first stage), FS64_CONFIG (configs/first_stage/warp_shapes64.yaml),
+# KEYS_STEPS (0: no keyed first stage), KEYS_CONFIG (configs/first_stage/warp_keys_shapes32.yaml),
+# KEYS_FINETUNE_STEPS (0), KEYS_TEMPERATURE, NUM_TRAIN, STEPS (DDPM steps per variant), NUM_VIDEOS,
 # NUM_SAMPLES, LONG_FRAMES (32; 0: no long rollouts), LONG_SAMPLES (1), DEVICE, DOC (docs/RESULTS.md,
 # its curves beside it as long_horizon.png), README (README.md, whose results block is replaced;
 # README= leaves it alone). The defaults made the committed docs/RESULTS.md.
@@ -25,6 +28,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib_stages.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh"
 export OUT=${OUT:-results/reproduce_shapes}
 FS_STEPS=${FS_STEPS:-1500}; GAN_STEPS=${GAN_STEPS:-0}; FS64_STEPS=${FS64_STEPS:-0}; KEYS_STEPS=${KEYS_STEPS:-0}; KEYS_TEMPERATURE=${KEYS_TEMPERATURE:-0.33}; DEVICE=${DEVICE:-auto}
+FS64_CONFIG=${FS64_CONFIG:-configs/first_stage/warp_shapes64.yaml}; KEYS_CONFIG=${KEYS_CONFIG:-configs/first_stage/warp_keys_shapes32.yaml}
+KEYS_FINETUNE_STEPS=${KEYS_FINETUNE_STEPS:-0}
 DOC=${DOC:-docs/RESULTS.md}; README=${README-README.md}
 export NUM_TRAIN=${NUM_TRAIN:-1500} STEPS=${STEPS:-1200} NUM_VIDEOS=${NUM_VIDEOS:-64} NUM_SAMPLES=${NUM_SAMPLES:-4}
 export LONG_FRAMES=${LONG_FRAMES:-32} LONG_SAMPLES=${LONG_SAMPLES:-1}
@@ -41,32 +46,49 @@ if [ "$GAN_STEPS" -gt 0 ]; then
   first_runs+=("$OUT/gan_reproduce_shapes_42")
   FIRST_MODEL="$OUT/gan_reproduce_shapes_42/model_last.pth"
 fi
-python scripts/first_stage_report.py --first_model "$FIRST_MODEL" --num_clips "$NUM_VIDEOS" --cond_frames "$K" \
-    --out "$OUT/first_stage_report32.json" | tee "$OUT/first_stage_report32.txt"
-reports=(--attach "First stage at 32x32, 8 frames (scripts/first_stage_report.py)=$OUT/first_stage_report32.txt")
-# extra_first_stage STEPS CONFIG ID REPORT TITLE [main.py args...]: when STEPS > 0, a further first
-# stage and its checklist ($OUT/REPORT.{json,txt}), attached to docs/RESULTS.md under TITLE
-extra_first_stage() {
-  local steps=$1 config=$2 id=$3 report=$4 title=$5
-  shift 5
-  [ "$steps" -gt 0 ] || return 0
-  timed_stage "$OUT/stage_times.txt" "$title" python main.py --exp first_stage \
+# checklist MODEL REPORT TITLE [first_stage_report.py flags...]: MODEL's checklist
+# ($OUT/REPORT.{json,txt}), attached to docs/RESULTS.md under TITLE
+checklist() {
+  local model=$1 report=$2 title=$3
+  shift 3
+  python scripts/first_stage_report.py --first_model "$model" --num_clips "$NUM_VIDEOS" --cond_frames "$K" "$@" \
+      --out "$OUT/$report.json" | tee "$OUT/$report.txt"
+  reports+=(--attach "$title (scripts/first_stage_report.py${*:+ $*})=$OUT/$report.txt")
+}
+# further_first_stage STAGE CONFIG ID STEPS [main.py args...]: a further first stage trained as
+# $OUT/first_stage_ID_shapes_42 (its wall time under STAGE), listed in the budgets table
+further_first_stage() {
+  local stage=$1 config=$2 id=$3 steps=$4
+  shift 4
+  timed_stage "$OUT/stage_times.txt" "$stage" python main.py --exp first_stage \
       --config "$config" "${common[@]}" --id "$id" "$@" train.max_steps="$steps"
   first_runs+=("$OUT/first_stage_${id}_shapes_42")
-  python scripts/first_stage_report.py --first_model "$OUT/first_stage_${id}_shapes_42/model_last.pth" \
-      --num_clips "$NUM_VIDEOS" --cond_frames "$K" --out "$OUT/$report.json" | tee "$OUT/$report.txt"
-  reports+=(--attach "$title (scripts/first_stage_report.py)=$OUT/$report.txt")
 }
-extra_first_stage "$FS64_STEPS" configs/first_stage/warp_shapes64.yaml reproduce64 first_stage_report64 \
-    "First stage at 64x64, 16 frames"
-extra_first_stage "$KEYS_STEPS" configs/first_stage/warp_keys_shapes32.yaml reproduce_keys first_stage_report32_keys \
-    "First stage at 32x32, 8 frames, with content keys and one motion per 2x2-pixel cell (configs/first_stage/warp_keys_shapes32.yaml)"
-if [ "$KEYS_STEPS" -gt 0 ] && [ "$KEYS_TEMPERATURE" != 1 ] && [ "$KEYS_TEMPERATURE" != 0 ]; then
-  # the same weights, both warps' softmax sharpened (model.vqvae.warp_temperature): copies, not blends
-  python scripts/first_stage_report.py --first_model "$OUT/first_stage_reproduce_keys_shapes_42/model_last.pth" \
-      --num_clips "$NUM_VIDEOS" --cond_frames "$K" --warp_temperature "$KEYS_TEMPERATURE" \
-      --out "$OUT/first_stage_report32_keys_t.json" | tee "$OUT/first_stage_report32_keys_t.txt"
-  reports+=(--attach "The same keyed first stage decoded at warp temperature $KEYS_TEMPERATURE (scripts/first_stage_report.py --warp_temperature)=$OUT/first_stage_report32_keys_t.txt")
+reports=()
+checklist "$FIRST_MODEL" first_stage_report32 "First stage at 32x32, 8 frames"
+if [ "$FS64_STEPS" -gt 0 ]; then
+  further_first_stage "First stage at 64x64, 16 frames" "$FS64_CONFIG" reproduce64 "$FS64_STEPS"
+  checklist "$OUT/first_stage_reproduce64_shapes_42/model_last.pth" first_stage_report64 \
+      "First stage at 64x64, 16 frames ($FS64_CONFIG)"
+fi
+if [ "$KEYS_STEPS" -gt 0 ]; then
+  keys_title="First stage at 32x32, 8 frames, with content keys and one motion per 2x2-pixel cell ($KEYS_CONFIG)"
+  further_first_stage "$keys_title" "$KEYS_CONFIG" reproduce_keys "$KEYS_STEPS"
+  keys_model="$OUT/first_stage_reproduce_keys_shapes_42/model_last.pth"
+  if [ "$KEYS_FINETUNE_STEPS" -gt 0 ]; then
+    # more steps from its weights at a constant 2e-4 (docs/FIRST_STAGE.md): a run of its own
+    keys_title="$keys_title, then $KEYS_FINETUNE_STEPS steps at a constant 2e-4"
+    further_first_stage "$keys_title" "$KEYS_CONFIG" reproduce_keys_ft "$KEYS_FINETUNE_STEPS" \
+        --first_stage_folder "$OUT/first_stage_reproduce_keys_shapes_42" \
+        train.optim.lr=2e-4 train.optim.warmup_steps=0 train.optim.schedule=constant
+    keys_model="$OUT/first_stage_reproduce_keys_ft_shapes_42/model_last.pth"
+  fi
+  checklist "$keys_model" first_stage_report32_keys "$keys_title"
+  if [ "$KEYS_TEMPERATURE" != 1 ] && [ "$KEYS_TEMPERATURE" != 0 ]; then
+    # the same weights, both warps' softmax sharpened (model.vqvae.warp_temperature): copies, not blends
+    checklist "$keys_model" first_stage_report32_keys_t \
+        "The same keyed first stage decoded at warp temperature $KEYS_TEMPERATURE" --warp_temperature "$KEYS_TEMPERATURE"
+  fi
 fi
 timed_stage "$OUT/stage_times.txt" "first stage PVDM" python main.py --exp first_stage \
     --config configs/first_stage/pvdm_shapes32.yaml "${common[@]}" --id reproduce_pvdm train.max_steps="$FS_STEPS"
@@ -95,4 +117,4 @@ python scripts/write_results.py "RSVP-S2=$OUT/validate_s2/metrics.json" "RSVP-S1
     "PVDM (v, cosine)=$OUT/validate_pvdm_v/metrics.json" "LVDM=$OUT/validate_lvdm/metrics.json" \
     "LVDM (v, cosine)=$OUT/validate_lvdm_v/metrics.json" "Tubelet transformer=$OUT/validate_tubelet/metrics.json" --out "$DOC" --stage_times "$OUT/stage_times.txt" \
     --first_stage "${first_runs[@]}" "${reports[@]}" ${README:+--readme "$README"} \
-    --command "FS_STEPS=$FS_STEPS GAN_STEPS=$GAN_STEPS FS64_STEPS=$FS64_STEPS KEYS_STEPS=$KEYS_STEPS KEYS_TEMPERATURE=$KEYS_TEMPERATURE NUM_TRAIN=$NUM_TRAIN STEPS=$STEPS NUM_VIDEOS=$NUM_VIDEOS NUM_SAMPLES=$NUM_SAMPLES LONG_FRAMES=$LONG_FRAMES LONG_SAMPLES=$LONG_SAMPLES bash scripts/reproduce_shapes.sh"
+    --command "FS_STEPS=$FS_STEPS GAN_STEPS=$GAN_STEPS FS64_STEPS=$FS64_STEPS FS64_CONFIG=$FS64_CONFIG KEYS_STEPS=$KEYS_STEPS KEYS_CONFIG=$KEYS_CONFIG KEYS_FINETUNE_STEPS=$KEYS_FINETUNE_STEPS KEYS_TEMPERATURE=$KEYS_TEMPERATURE NUM_TRAIN=$NUM_TRAIN STEPS=$STEPS NUM_VIDEOS=$NUM_VIDEOS NUM_SAMPLES=$NUM_SAMPLES LONG_FRAMES=$LONG_FRAMES LONG_SAMPLES=$LONG_SAMPLES bash scripts/reproduce_shapes.sh"
