@@ -1,10 +1,11 @@
 """First-stage model: shapes, quantizer round trips, dead-code restarts, gradients, decomposition."""
 import pytest
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 
 from models.moso import (MosoConfig, MosoVQVAE, OffsetWarp, anchor_difference, decompose_inputs, fine_matching,
-                         local_matching, motion_mask, one_hot_largest)
+                         local_matching, motion_mask, move_by, one_hot_largest)
 from evaluation.frame_metrics import psnr_per_frame
 from models.quantizers import EMAVectorQuantizer, FSQuantizer
 
@@ -276,6 +277,22 @@ def test_pixel_warp_moves_anchor_pixels_at_full_resolution():
     assert torch.equal(moved[0], image[0])
     assert torch.equal(moved[1, :, :, :-2], image[0, :, :, 2:])
     assert torch.equal(moved[1, :, :, -2:], image[0, :, :, -1:].expand(-1, -1, 2))  # borders repeat
+
+
+def test_dilated_move_gives_each_cell_its_own_offset_weights():
+    """With dilation d each merge cell's weights (differing per cell and frame) move exactly its own
+    d x d pixels, by offsets of d pixels: against a per-pixel sum over the window's shifted copies."""
+    torch.manual_seed(0)
+    window, d, size = 3, 2, 8
+    image = torch.rand(2, 3, size, size)
+    weights = torch.rand(2, 3, window**2, size // d, size // d).softmax(dim=2)
+    padded = F.pad(image, (d, d, d, d), mode="replicate")
+    per_pixel = weights.repeat_interleave(d, dim=3).repeat_interleave(d, dim=4)
+    expected = sum(per_pixel[:, :, k, None] * padded[:, None, :, d * (k // window):d * (k // window) + size,
+                                                     d * (k % window):d * (k % window) + size]
+                   for k in range(window**2))
+    moved = move_by(image, weights, window, dilation=d, border="replicate")
+    assert torch.allclose(moved, rearrange(expected, "b t c h w -> (b t) c h w"), atol=1e-6)
 
 
 def test_copy_error_rewards_one_right_offset_over_a_blend_that_averages_right():
