@@ -1,9 +1,9 @@
 """Does a first stage work? Every number of docs/FIRST_STAGE.md's checklist, on the test split.
 
     python scripts/first_stage_report.py --first_model results/first_stage_main_shapes_42/model_last.pth \
-        [--num_clips 64] [--cond_frames 4] [--out report.json] [--warp_temperature 0.4]
+        [--num_clips 64] [--first_clip 0] [--cond_frames 4] [--out report.json] [--warp_temperature 0.4]
 
-On ``--num_clips`` test clips it prints (and writes as JSON with ``--out``):
+On ``--num_clips`` test clips from clip ``--first_clip`` on it prints (and writes as JSON with ``--out``):
 
 * reconstruction PSNR/SSIM of T-frame clips beside the temporal-mean bound (the best a decoder
   that ignores motion can reach);
@@ -62,18 +62,26 @@ def binomial_blur(video: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.conv2d(frames, kernel[None, None]).reshape(video.shape)
 
 
-def _batches(dataset, count: int, size: int):
-    for start in range(0, count, size):
-        yield default_collate([dataset[i] for i in range(start, min(count, start + size))])
+def clip_range(dataset, first: int, count: int) -> range:
+    """The test clips scored: ``count`` from clip ``first`` on, as many as the split holds. A
+    setting (e.g. a warp temperature) chosen on some clips is checked on others with ``first``."""
+    if not 0 <= first < len(dataset):
+        raise ConfigError(f"--first_clip {first} is outside the test split's {len(dataset)} clips")
+    return range(first, min(first + count, len(dataset)))
+
+
+def _batches(dataset, clips: range, size: int):
+    for start in range(clips.start, clips.stop, size):
+        yield default_collate([dataset[i] for i in range(start, min(clips.stop, start + size))])
 
 
 @torch.no_grad()
-def reconstruction(model, cfg, num_clips: int, batch_size: int) -> dict[str, float]:
+def reconstruction(model, cfg, num_clips: int, batch_size: int, first_clip: int = 0) -> dict[str, float]:
     """Reconstruction quality and the decomposition diagnostics, averaged over batches."""
     test = build_dataset(first_stage_data(cfg), "test")
     sums: dict[str, float] = {}
     batches = 0
-    for batch in _batches(test, min(num_clips, len(test)), batch_size):
+    for batch in _batches(test, clip_range(test, first_clip, num_clips), batch_size):
         anchor, batch = split_anchor(cfg, batch)
         video = batch["video"]
         recon = model(video, anchor=anchor)["recon"].clamp(-1, 1)
@@ -90,13 +98,13 @@ def reconstruction(model, cfg, num_clips: int, batch_size: int) -> dict[str, flo
 
 
 @torch.no_grad()
-def ceiling(model, cfg, num_clips: int, cond_frames: int, batch_size: int) -> dict[str, float]:
+def ceiling(model, cfg, num_clips: int, cond_frames: int, batch_size: int, first_clip: int = 0) -> dict[str, float]:
     """Observed scene/object + true future motion, against copying the last observed frame."""
     test = build_dataset(OmegaConf.merge(cfg.data, {"frames": cond_frames + model.frames}), "test")
     space = SemanticLatentSpace(model, scale=1.0)
     sums = {"ceiling_psnr": 0.0, "ceiling_ssim": 0.0, "copy_last_psnr": 0.0, "copy_last_ssim": 0.0}
     batches = 0
-    for batch in _batches(test, min(num_clips, len(test)), batch_size):
+    for batch in _batches(test, clip_range(test, first_clip, num_clips), batch_size):
         video = batch["video"]
         observed, future = video[:, :, :cond_frames], video[:, :, cond_frames:]
         decoded = space.decode(space.condition(observed), space.target(future, observed))
@@ -113,8 +121,10 @@ def report_lines(r: dict[str, float]) -> list[str]:
         return f"| {name} | {fmt.format(r[key]) if key in r else '–'} |"
 
     temperature = f" decoded at warp temperature {r['warp_temperature']:g}" if "warp_temperature" in r else ""
+    first = r.get("first_clip", 0)
+    clips = f" (clips {first}-{first + r['num_clips'] - 1})" if first else ""
     return [
-        f"First stage `{r['checkpoint']}`{temperature}, {r['num_clips']} test clips "
+        f"First stage `{r['checkpoint']}`{temperature}, {r['num_clips']} test clips{clips} "
         f"({r['frames']} frames at {r['resolution']}x{r['resolution']}; ceiling: {r['cond_frames']} observed + "
         f"{r['frames']} future).", "",
         "| measure | value |", "|---|---|",
@@ -141,6 +151,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--first_model", required=True, help="a first-stage (or GAN) checkpoint")
     parser.add_argument("--num_clips", type=int, default=64, help="test clips scored (default 64)")
+    parser.add_argument("--first_clip", type=int, default=0,
+                        help="the first test clip scored (default 0); e.g. 64 checks on clips other than the first 64")
     parser.add_argument("--cond_frames", type=int, default=4, help="observed frames for the ceiling (default 4)")
     parser.add_argument("--batch", type=int, default=16, help="clips per batch (default 16)")
     parser.add_argument("--out", help="also write the numbers to this JSON file")
@@ -164,8 +176,14 @@ def main(argv=None) -> int:
                     "resolution": model.resolution, "cond_frames": args.cond_frames}
     if args.warp_temperature is not None:
         result["warp_temperature"] = args.warp_temperature
-    result.update(reconstruction(model, cfg, args.num_clips, args.batch))
-    result.update(ceiling(model, cfg, args.num_clips, args.cond_frames, args.batch))
+    if args.first_clip:
+        result["first_clip"] = args.first_clip
+    try:
+        result.update(reconstruction(model, cfg, args.num_clips, args.batch, args.first_clip))
+        result.update(ceiling(model, cfg, args.num_clips, args.cond_frames, args.batch, args.first_clip))
+    except ConfigError as err:  # --first_clip beyond the test split
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print("\n".join(report_lines(result)))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

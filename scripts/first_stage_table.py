@@ -24,7 +24,7 @@ COLUMNS = (("recon_psnr", "reconstruction PSNR", "{:.2f}"), ("temporal_mean_psnr
            ("swap_iou_motion_src", "swap IoU, motion source", "{:.3f}"),
            ("swap_iou_appearance_src", "swap IoU, appearance source", "{:.3f}"),
            ("ceiling_psnr", "ceiling PSNR", "{:.2f}"), ("copy_last_psnr", "copy-last PSNR", "{:.2f}"))
-SAME = ("num_clips", "frames", "resolution", "cond_frames")  # what must agree for rows to compare
+SAME = ("num_clips", "first_clip", "frames", "resolution", "cond_frames")  # what must agree for rows to compare
 
 
 def load_report(path: Path) -> dict:
@@ -45,7 +45,8 @@ def reports_table(paths: dict[str, Path]) -> str:
         if differ:
             raise ValueError(f"report {label!r} differs from the first one in {', '.join(differ)}: rows would not compare")
     header = ["first stage"] + [name for _, name, _ in COLUMNS]
-    lines = [f"{first['num_clips']} test clips, {first['frames']} frames at {first['resolution']}x{first['resolution']} "
+    clips = f" (clips {first['first_clip']}-{first['first_clip'] + first['num_clips'] - 1})" if first.get("first_clip") else ""
+    lines = [f"{first['num_clips']} test clips{clips}, {first['frames']} frames at {first['resolution']}x{first['resolution']} "
              f"(ceiling and copy-last: {first['cond_frames']} observed frames):", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for label, report in reports.items():

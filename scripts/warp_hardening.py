@@ -1,6 +1,6 @@
 """How sharp is a warp first stage's motion, and what would committing to one offset cost?
 
-    python scripts/warp_hardening.py --first_model RUN/model_last.pth [--num_clips 64] [--doc docs/FIRST_STAGE.md]
+    python scripts/warp_hardening.py --first_model RUN/model_last.pth [--num_clips 64] [--first_clip 0] [--doc docs/FIRST_STAGE.md]
 
 A ``merge: warp`` decoder moves content by a softmax mixture of offsets per cell (the coarse warp
 at the merge resolution and, with ``pixel_warp``, a 3x3 warp at full resolution). A mixture of
@@ -27,7 +27,7 @@ import torch  # noqa: E402
 
 from doc_block import check_block_or_exit, publish  # noqa: E402
 from evaluation.frame_metrics import psnr_per_frame  # noqa: E402
-from first_stage_report import _batches  # noqa: E402
+from first_stage_report import _batches, clip_range  # noqa: E402
 from models.moso import OffsetWarp, one_hot_largest  # noqa: E402
 from tools.config import ConfigError  # noqa: E402
 from tools.datasets import build_dataset  # noqa: E402
@@ -64,13 +64,14 @@ def hardened(warps: dict[str, OffsetWarp], which: set[str], stats: dict[str, lis
 
 @torch.no_grad()
 def measure(first_model: str, num_clips: int, temperatures: tuple[float, ...] = (),
-            batch: int = 16) -> list[dict[str, float]]:
+            batch: int = 16, first_clip: int = 0) -> list[dict[str, float]]:
     trained = load_first_stage(first_model)
     model, cfg = trained.model, trained.config
     warps = {name: w for name, w in (("coarse", model.decoder.warp), ("fine", model.decoder.fine)) if w is not None}
     if not warps:
         raise ConfigError(f"{first_model} has no warp to harden (model.vqvae.merge is not warp)")
     test = build_dataset(first_stage_data(cfg), "test")
+    clips_scored = clip_range(test, first_clip, num_clips)
     settings = [(SETTINGS[s], set(warps) if s == "both" else {s} - {"none"}, None) for s in SETTINGS
                 if s == "none" or set(warps) >= ({"coarse", "fine"} if s == "both" else {s})]
     settings += [(f"both warps at temperature {t:g}", set(), t) for t in temperatures]
@@ -81,7 +82,7 @@ def measure(first_model: str, num_clips: int, temperatures: tuple[float, ...] = 
         psnr, ratio = [], []
         model.set_warp_temperature(trained_temperature if temperature is None else temperature)
         with hardened(warps, which, stats):
-            for clips in _batches(test, min(num_clips, len(test)), batch):
+            for clips in _batches(test, clips_scored, batch):
                 anchor, clips = split_anchor(cfg, clips)
                 video = clips["video"]
                 recon = model(video, anchor=anchor)["recon"].clamp(-1, 1)
@@ -106,6 +107,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--first_model", required=True, help="a warp first-stage checkpoint")
     parser.add_argument("--num_clips", type=int, default=64, help="test clips scored (default 64)")
+    parser.add_argument("--first_clip", type=int, default=0, help="the first test clip scored (default 0)")
     parser.add_argument("--doc", help="write the table into this file's block")
     parser.add_argument("--block", default="warp-hardening", help="the block's name (default: %(default)s)")
     parser.add_argument("--temperatures", default="", help="comma-separated softmax temperatures (each > 0) "
@@ -120,11 +122,12 @@ def main(argv=None) -> int:
     check_block_or_exit(parser, args.doc, args.block)  # fail before the measurement, not after it
     torch.manual_seed(0)
     try:
-        rows = measure(args.first_model, args.num_clips, temperatures)
+        rows = measure(args.first_model, args.num_clips, temperatures, first_clip=args.first_clip)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     command = f"python scripts/warp_hardening.py --first_model {args.first_model} --num_clips {args.num_clips}"
+    command += f" --first_clip {args.first_clip}" if args.first_clip else ""
     text = markdown(rows, command + (f" --temperatures {args.temperatures}" if temperatures else ""))
     publish(text, args.doc, args.block)
     return 0

@@ -53,3 +53,24 @@ def test_warp_temperature_decodes_sharper_and_is_refused_without_a_warp(first_st
     assert "decoded at warp temperature 0.1" in capsys.readouterr().out
     assert report(["--first_model", str(first_stage_run / "model_last.pth"), "--warp_temperature", "0.5"]) == 2
     assert "merge: warp" in capsys.readouterr().err
+
+
+def test_first_clip_scores_other_clips_and_is_checked(first_stage_run, tmp_path, capsys):
+    """Clips 0-1 and 2-3 are scored apart (--first_clip); their batch means average to the 4-clip
+    score, and they differ. A first clip outside the test split is a one-line error."""
+    model = str(first_stage_run / "model_last.pth")
+    scores = {}
+    for first, count in ((0, 4), (0, 2), (2, 2)):
+        out = tmp_path / f"from{first}_{count}.json"
+        assert report(["--first_model", model, "--cond_frames", "2", "--num_clips", str(count), "--batch", "2",
+                       "--first_clip", str(first), "--out", str(out)]) == 0
+        scores[first, count] = json.loads(out.read_text())
+    assert "(clips 2-3)" in capsys.readouterr().out
+    assert scores[2, 2]["first_clip"] == 2 and "first_clip" not in scores[0, 2]
+    for key in ("recon_psnr", "ceiling_psnr", "copy_last_psnr"):
+        halves = (scores[0, 2][key] + scores[2, 2][key]) / 2
+        assert abs(halves - scores[0, 4][key]) < 1e-4, key
+    assert scores[0, 2]["copy_last_psnr"] != scores[2, 2]["copy_last_psnr"]
+    assert report(["--first_model", model, "--num_clips", "2", "--first_clip", "100000"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --first_clip 100000 is outside the test split") and err.count("\n") == 1

@@ -24,10 +24,14 @@ def test_reports_side_by_side_in_a_named_block(tmp_path, capsys):
     assert "| shipped | 26.32 | 0.50 | 0.500 |" in text and "| keys | 27.50 |" in text
     assert "`runs/b/model_last.pth`" in text and text.endswith("y\n")
     assert "| keys | 27.50 |" in capsys.readouterr().out
+    c, d = write_report(tmp_path / "c.json", 26.0, first_clip=64), write_report(tmp_path / "d.json", 27.0, first_clip=64)
+    assert table([f"c={c}", f"d={d}"]) == 0
+    assert "64 test clips (clips 64-127), 8 frames at 32x32" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("make_args", [
     lambda tmp: [f"a={write_report(tmp / 'a.json', 26.0)}", f"b={write_report(tmp / 'b.json', 26.0, num_clips=8)}"],
+    lambda tmp: [f"a={write_report(tmp / 'a.json', 26.0)}", f"b={write_report(tmp / 'b.json', 26.0, first_clip=64)}"],
     lambda tmp: [f"a={tmp / 'missing.json'}"],
     lambda tmp: ["no-label-here"],
     lambda tmp: [f"a={write_report(tmp / 'a.json', 26.0)}", "--doc", str(tmp / "nodoc.md")],

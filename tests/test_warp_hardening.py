@@ -43,6 +43,12 @@ def test_table_of_a_warp_first_stage_and_an_error_for_a_gate_one(first_stage_run
     # the trained soft weights and the one-hot ones decode differently
     assert len({r.split(" | ")[1] + r.split(" | ")[2] for r in rows}) > 1
     capsys.readouterr()
+    assert hardening(["--first_model", model, "--num_clips", "2", "--first_clip", "2"]) == 0  # other clips
+    out = capsys.readouterr().out
+    assert "--num_clips 2 --first_clip 2`" in out
+    assert out.split("| trained (soft mixtures) | ")[1].split(" |")[0] != rows[0].split(" | ")[1]
+    assert hardening(["--first_model", model, "--num_clips", "2", "--first_clip", "100000"]) == 2
+    assert "outside the test split" in capsys.readouterr().err
     assert hardening(["--first_model", str(first_stage_run / "model_last.pth"), "--num_clips", "2"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and "no warp" in err[0]
