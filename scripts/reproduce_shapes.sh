@@ -36,9 +36,17 @@ export LONG_FRAMES=${LONG_FRAMES:-32} LONG_SAMPLES=${LONG_SAMPLES:-1}
 export DEVICE DATA=shapes RES=32 BATCH=16 LR=5e-4 K=4
 common=(--id reproduce --device "$DEVICE" --auto_resume results_dir="$OUT")
 mkdir -p "$OUT"
-timed_stage "$OUT/stage_times.txt" "first stage" \
-    python main.py --exp first_stage --config configs/first_stage/warp_shapes32.yaml "${common[@]}" train.max_steps="$FS_STEPS"
-first_runs=("$OUT/first_stage_reproduce_shapes_42")
+# first_stage STAGE CONFIG ID STEPS [main.py args...]: a first stage trained as
+# $OUT/first_stage_ID_shapes_42 (its wall time under STAGE), listed in the budgets table
+first_runs=()
+first_stage() {
+  local stage=$1 config=$2 id=$3 steps=$4
+  shift 4
+  timed_stage "$OUT/stage_times.txt" "$stage" python main.py --exp first_stage \
+      --config "$config" "${common[@]}" --id "$id" "$@" train.max_steps="$steps"
+  first_runs+=("$OUT/first_stage_${id}_shapes_42")
+}
+first_stage "first stage" configs/first_stage/warp_shapes32.yaml reproduce "$FS_STEPS"
 export FIRST_MODEL="$OUT/first_stage_reproduce_shapes_42/model_last.pth"
 if [ "$GAN_STEPS" -gt 0 ]; then
   timed_stage "$OUT/stage_times.txt" "GAN fine-tune" python main.py --exp gan --config configs/first_stage/warp_shapes32_gan.yaml \
@@ -55,30 +63,21 @@ checklist() {
       --out "$OUT/$report.json" | tee "$OUT/$report.txt"
   reports+=(--attach "$title (scripts/first_stage_report.py${*:+ $*})=$OUT/$report.txt")
 }
-# further_first_stage STAGE CONFIG ID STEPS [main.py args...]: a further first stage trained as
-# $OUT/first_stage_ID_shapes_42 (its wall time under STAGE), listed in the budgets table
-further_first_stage() {
-  local stage=$1 config=$2 id=$3 steps=$4
-  shift 4
-  timed_stage "$OUT/stage_times.txt" "$stage" python main.py --exp first_stage \
-      --config "$config" "${common[@]}" --id "$id" "$@" train.max_steps="$steps"
-  first_runs+=("$OUT/first_stage_${id}_shapes_42")
-}
 reports=()
 checklist "$FIRST_MODEL" first_stage_report32 "First stage at 32x32, 8 frames"
 if [ "$FS64_STEPS" -gt 0 ]; then
-  further_first_stage "First stage at 64x64, 16 frames" "$FS64_CONFIG" reproduce64 "$FS64_STEPS"
+  first_stage "First stage at 64x64, 16 frames" "$FS64_CONFIG" reproduce64 "$FS64_STEPS"
   checklist "$OUT/first_stage_reproduce64_shapes_42/model_last.pth" first_stage_report64 \
       "First stage at 64x64, 16 frames ($FS64_CONFIG)"
 fi
 if [ "$KEYS_STEPS" -gt 0 ]; then
   keys_title="First stage at 32x32, 8 frames, with content keys and one motion per 2x2-pixel cell ($KEYS_CONFIG)"
-  further_first_stage "$keys_title" "$KEYS_CONFIG" reproduce_keys "$KEYS_STEPS"
+  first_stage "$keys_title" "$KEYS_CONFIG" reproduce_keys "$KEYS_STEPS"
   keys_model="$OUT/first_stage_reproduce_keys_shapes_42/model_last.pth"
   if [ "$KEYS_FINETUNE_STEPS" -gt 0 ]; then
     # more steps from its weights at a constant 2e-4 (docs/FIRST_STAGE.md): a run of its own
     keys_title="$keys_title, then $KEYS_FINETUNE_STEPS steps at a constant 2e-4"
-    further_first_stage "$keys_title" "$KEYS_CONFIG" reproduce_keys_ft "$KEYS_FINETUNE_STEPS" \
+    first_stage "$keys_title" "$KEYS_CONFIG" reproduce_keys_ft "$KEYS_FINETUNE_STEPS" \
         --first_stage_folder "$OUT/first_stage_reproduce_keys_shapes_42" \
         train.optim.lr=2e-4 train.optim.warmup_steps=0 train.optim.schedule=constant
     keys_model="$OUT/first_stage_reproduce_keys_ft_shapes_42/model_last.pth"
@@ -90,17 +89,11 @@ if [ "$KEYS_STEPS" -gt 0 ]; then
         "The same keyed first stage decoded at warp temperature $KEYS_TEMPERATURE" --warp_temperature "$KEYS_TEMPERATURE"
   fi
 fi
-timed_stage "$OUT/stage_times.txt" "first stage PVDM" python main.py --exp first_stage \
-    --config configs/first_stage/pvdm_shapes32.yaml "${common[@]}" --id reproduce_pvdm train.max_steps="$FS_STEPS"
-first_runs+=("$OUT/first_stage_reproduce_pvdm_shapes_42")
+first_stage "first stage PVDM" configs/first_stage/pvdm_shapes32.yaml reproduce_pvdm "$FS_STEPS"
 export PVDM_FIRST_MODEL="$OUT/first_stage_reproduce_pvdm_shapes_42/model_last.pth"
-timed_stage "$OUT/stage_times.txt" "first stage LVDM" python main.py --exp first_stage \
-    --config configs/first_stage/lvdm_shapes32.yaml "${common[@]}" --id reproduce_lvdm train.max_steps="$FS_STEPS"
-first_runs+=("$OUT/first_stage_reproduce_lvdm_shapes_42")
+first_stage "first stage LVDM" configs/first_stage/lvdm_shapes32.yaml reproduce_lvdm "$FS_STEPS"
 export LVDM_FIRST_MODEL="$OUT/first_stage_reproduce_lvdm_shapes_42/model_last.pth"
-timed_stage "$OUT/stage_times.txt" "first stage tubelet" python main.py --exp first_stage \
-    --config configs/first_stage/tubelet_shapes32.yaml "${common[@]}" --id reproduce_tubelet train.max_steps="$FS_STEPS"
-first_runs+=("$OUT/first_stage_reproduce_tubelet_shapes_42")
+first_stage "first stage tubelet" configs/first_stage/tubelet_shapes32.yaml reproduce_tubelet "$FS_STEPS"
 export TUBELET_FIRST_MODEL="$OUT/first_stage_reproduce_tubelet_shapes_42/model_last.pth"
 bash scripts/compare_variants.sh
 bash scripts/scale_ablation.sh
