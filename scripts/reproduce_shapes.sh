@@ -9,16 +9,18 @@
 # method's long rollout (4 observed -> LONG_FRAMES predicted; scripts/long_horizon.py), the
 # latent-scale ablation (scripts/scale_ablation.sh) and LVDM's long-horizon ablation
 # (scripts/lvdm_ablation.sh: hierarchy, perturbation, guidance);
-# optionally the 64x64, 16-frame first stage (FS64_CONFIG, FS64_STEPS > 0) and its checklist, and
-# the 32x32 first stage with content keys and one motion per 2x2-pixel cell (KEYS_CONFIG,
-# KEYS_STEPS > 0; 3000 is the recipes'), optionally followed by KEYS_FINETUNE_STEPS more steps from
-# its weights at a constant 2e-4 (750 for warp_keys_fine_shapes32), with its checklist and a second
-# one decoded at warp temperature KEYS_TEMPERATURE (0.33; 1 or 0: none).
-#   bash scripts/reproduce_shapes.sh            # about an hour on 2 quiet CPU cores; minutes on a GPU
+# optionally the 64x64, 16-frame first stage (FS64_CONFIG, FS64_STEPS > 0) and the 32x32 first stage
+# with content keys and one motion per 2x2-pixel cell (KEYS_CONFIG, KEYS_STEPS > 0; 3000 is the
+# recipes'), each optionally followed by more steps from its weights at a constant 2e-4
+# (FS64_FINETUNE_STEPS, KEYS_FINETUNE_STEPS; 750 for warp_keys_fine_shapes32), with its checklist and
+# a second one decoded at a warp temperature (FS64_TEMPERATURE, KEYS_TEMPERATURE; 1 or 0: none).
+#   bash scripts/reproduce_shapes.sh   # about 3.5 hours on 2 quiet CPU cores without the optional stages
+#                                      # (per-stage wall times: docs/RESULTS.md); far less on a GPU
 # Settings (environment): OUT (results/reproduce_shapes), FS_STEPS, GAN_STEPS (0: no GAN fine-tune),
 # FS64_STEPS (0: no 64x64 first stage), FS64_CONFIG (configs/first_stage/warp_shapes64.yaml),
 # KEYS_STEPS (0: no keyed first stage), KEYS_CONFIG (configs/first_stage/warp_keys_shapes32.yaml),
-# KEYS_FINETUNE_STEPS (0), KEYS_TEMPERATURE, NUM_TRAIN, STEPS (DDPM steps per variant), NUM_VIDEOS,
+# FS64_FINETUNE_STEPS (0), FS64_TEMPERATURE (1), KEYS_FINETUNE_STEPS (0), KEYS_TEMPERATURE (0.33),
+# NUM_TRAIN, STEPS (DDPM steps per variant), NUM_VIDEOS,
 # NUM_SAMPLES, LONG_FRAMES (32; 0: no long rollouts), LONG_SAMPLES (1), DEVICE, DOC (docs/RESULTS.md,
 # its curves beside it as long_horizon.png), README (README.md, whose results block is replaced;
 # README= leaves it alone). The defaults made the committed docs/RESULTS.md.
@@ -29,7 +31,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh"
 export OUT=${OUT:-results/reproduce_shapes}
 FS_STEPS=${FS_STEPS:-1500}; GAN_STEPS=${GAN_STEPS:-0}; FS64_STEPS=${FS64_STEPS:-0}; KEYS_STEPS=${KEYS_STEPS:-0}; KEYS_TEMPERATURE=${KEYS_TEMPERATURE:-0.33}; DEVICE=${DEVICE:-auto}
 FS64_CONFIG=${FS64_CONFIG:-configs/first_stage/warp_shapes64.yaml}; KEYS_CONFIG=${KEYS_CONFIG:-configs/first_stage/warp_keys_shapes32.yaml}
-KEYS_FINETUNE_STEPS=${KEYS_FINETUNE_STEPS:-0}
+KEYS_FINETUNE_STEPS=${KEYS_FINETUNE_STEPS:-0}; FS64_FINETUNE_STEPS=${FS64_FINETUNE_STEPS:-0}; FS64_TEMPERATURE=${FS64_TEMPERATURE:-1}
 DOC=${DOC:-docs/RESULTS.md}; README=${README-README.md}
 export NUM_TRAIN=${NUM_TRAIN:-1500} STEPS=${STEPS:-1200} NUM_VIDEOS=${NUM_VIDEOS:-64} NUM_SAMPLES=${NUM_SAMPLES:-4}
 export LONG_FRAMES=${LONG_FRAMES:-32} LONG_SAMPLES=${LONG_SAMPLES:-1}
@@ -65,29 +67,34 @@ checklist() {
 }
 reports=()
 checklist "$FIRST_MODEL" first_stage_report32 "First stage at 32x32, 8 frames"
+# checked_first_stage TITLE CONFIG ID STEPS FINETUNE_STEPS TEMPERATURE REPORT: a first stage trained
+# for STEPS, then (FINETUNE_STEPS > 0) that many more from its weights at a constant 2e-4 as a run of
+# its own (ID_ft; docs/FIRST_STAGE.md), with its checklist ($OUT/REPORT) and, unless TEMPERATURE is
+# 1 or 0, a second one of the same weights decoded with both warps' softmax sharpened
+# (model.vqvae.warp_temperature: copies, not blends; $OUT/REPORT_t)
+checked_first_stage() {
+  local title=$1 config=$2 id=$3 steps=$4 finetune=$5 temperature=$6 report=$7
+  first_stage "$title" "$config" "$id" "$steps"
+  local run="$OUT/first_stage_${id}_shapes_42"
+  if [ "$finetune" -gt 0 ]; then
+    title="$title, then $finetune steps at a constant 2e-4"
+    first_stage "$title" "$config" "${id}_ft" "$finetune" --first_stage_folder "$run" \
+        train.optim.lr=2e-4 train.optim.warmup_steps=0 train.optim.schedule=constant
+    run="$OUT/first_stage_${id}_ft_shapes_42"
+  fi
+  checklist "$run/model_last.pth" "$report" "$title"
+  if [ "$temperature" != 1 ] && [ "$temperature" != 0 ]; then
+    checklist "$run/model_last.pth" "${report}_t" "The same first stage decoded at warp temperature $temperature" \
+        --warp_temperature "$temperature"
+  fi
+}
 if [ "$FS64_STEPS" -gt 0 ]; then
-  first_stage "First stage at 64x64, 16 frames" "$FS64_CONFIG" reproduce64 "$FS64_STEPS"
-  checklist "$OUT/first_stage_reproduce64_shapes_42/model_last.pth" first_stage_report64 \
-      "First stage at 64x64, 16 frames ($FS64_CONFIG)"
+  checked_first_stage "First stage at 64x64, 16 frames ($FS64_CONFIG)" "$FS64_CONFIG" reproduce64 "$FS64_STEPS" \
+      "$FS64_FINETUNE_STEPS" "$FS64_TEMPERATURE" first_stage_report64
 fi
 if [ "$KEYS_STEPS" -gt 0 ]; then
-  keys_title="First stage at 32x32, 8 frames, with content keys and one motion per 2x2-pixel cell ($KEYS_CONFIG)"
-  first_stage "$keys_title" "$KEYS_CONFIG" reproduce_keys "$KEYS_STEPS"
-  keys_model="$OUT/first_stage_reproduce_keys_shapes_42/model_last.pth"
-  if [ "$KEYS_FINETUNE_STEPS" -gt 0 ]; then
-    # more steps from its weights at a constant 2e-4 (docs/FIRST_STAGE.md): a run of its own
-    keys_title="$keys_title, then $KEYS_FINETUNE_STEPS steps at a constant 2e-4"
-    first_stage "$keys_title" "$KEYS_CONFIG" reproduce_keys_ft "$KEYS_FINETUNE_STEPS" \
-        --first_stage_folder "$OUT/first_stage_reproduce_keys_shapes_42" \
-        train.optim.lr=2e-4 train.optim.warmup_steps=0 train.optim.schedule=constant
-    keys_model="$OUT/first_stage_reproduce_keys_ft_shapes_42/model_last.pth"
-  fi
-  checklist "$keys_model" first_stage_report32_keys "$keys_title"
-  if [ "$KEYS_TEMPERATURE" != 1 ] && [ "$KEYS_TEMPERATURE" != 0 ]; then
-    # the same weights, both warps' softmax sharpened (model.vqvae.warp_temperature): copies, not blends
-    checklist "$keys_model" first_stage_report32_keys_t \
-        "The same keyed first stage decoded at warp temperature $KEYS_TEMPERATURE" --warp_temperature "$KEYS_TEMPERATURE"
-  fi
+  checked_first_stage "First stage at 32x32, 8 frames, with content keys and one motion per 2x2-pixel cell ($KEYS_CONFIG)" \
+      "$KEYS_CONFIG" reproduce_keys "$KEYS_STEPS" "$KEYS_FINETUNE_STEPS" "$KEYS_TEMPERATURE" first_stage_report32_keys
 fi
 first_stage "first stage PVDM" configs/first_stage/pvdm_shapes32.yaml reproduce_pvdm "$FS_STEPS"
 export PVDM_FIRST_MODEL="$OUT/first_stage_reproduce_pvdm_shapes_42/model_last.pth"
@@ -110,4 +117,4 @@ python scripts/write_results.py "RSVP-S2=$OUT/validate_s2/metrics.json" "RSVP-S1
     "PVDM (v, cosine)=$OUT/validate_pvdm_v/metrics.json" "LVDM=$OUT/validate_lvdm/metrics.json" \
     "LVDM (v, cosine)=$OUT/validate_lvdm_v/metrics.json" "Tubelet transformer=$OUT/validate_tubelet/metrics.json" --out "$DOC" --stage_times "$OUT/stage_times.txt" \
     --first_stage "${first_runs[@]}" "${reports[@]}" ${README:+--readme "$README"} \
-    --command "FS_STEPS=$FS_STEPS GAN_STEPS=$GAN_STEPS FS64_STEPS=$FS64_STEPS FS64_CONFIG=$FS64_CONFIG KEYS_STEPS=$KEYS_STEPS KEYS_CONFIG=$KEYS_CONFIG KEYS_FINETUNE_STEPS=$KEYS_FINETUNE_STEPS KEYS_TEMPERATURE=$KEYS_TEMPERATURE NUM_TRAIN=$NUM_TRAIN STEPS=$STEPS NUM_VIDEOS=$NUM_VIDEOS NUM_SAMPLES=$NUM_SAMPLES LONG_FRAMES=$LONG_FRAMES LONG_SAMPLES=$LONG_SAMPLES bash scripts/reproduce_shapes.sh"
+    --command "FS_STEPS=$FS_STEPS GAN_STEPS=$GAN_STEPS FS64_STEPS=$FS64_STEPS FS64_CONFIG=$FS64_CONFIG FS64_FINETUNE_STEPS=$FS64_FINETUNE_STEPS FS64_TEMPERATURE=$FS64_TEMPERATURE KEYS_STEPS=$KEYS_STEPS KEYS_CONFIG=$KEYS_CONFIG KEYS_FINETUNE_STEPS=$KEYS_FINETUNE_STEPS KEYS_TEMPERATURE=$KEYS_TEMPERATURE NUM_TRAIN=$NUM_TRAIN STEPS=$STEPS NUM_VIDEOS=$NUM_VIDEOS NUM_SAMPLES=$NUM_SAMPLES LONG_FRAMES=$LONG_FRAMES LONG_SAMPLES=$LONG_SAMPLES bash scripts/reproduce_shapes.sh"
