@@ -36,7 +36,7 @@ DOC=${DOC:-docs/RESULTS.md}; README=${README-README.md}
 export NUM_TRAIN=${NUM_TRAIN:-1500} STEPS=${STEPS:-1200} NUM_VIDEOS=${NUM_VIDEOS:-64} NUM_SAMPLES=${NUM_SAMPLES:-4}
 export LONG_FRAMES=${LONG_FRAMES:-32} LONG_SAMPLES=${LONG_SAMPLES:-1}
 export DEVICE DATA=shapes RES=32 BATCH=16 LR=5e-4 K=4
-common=(--id reproduce --device "$DEVICE" --auto_resume results_dir="$OUT")
+common=(--device "$DEVICE" --auto_resume results_dir="$OUT")
 mkdir -p "$OUT"
 # first_stage STAGE CONFIG ID STEPS [main.py args...]: a first stage trained as
 # $OUT/first_stage_ID_shapes_42 (its wall time under STAGE), listed in the budgets table
@@ -52,7 +52,7 @@ first_stage "first stage" configs/first_stage/warp_shapes32.yaml reproduce "$FS_
 export FIRST_MODEL="$OUT/first_stage_reproduce_shapes_42/model_last.pth"
 if [ "$GAN_STEPS" -gt 0 ]; then
   timed_stage "$OUT/stage_times.txt" "GAN fine-tune" python main.py --exp gan --config configs/first_stage/warp_shapes32_gan.yaml \
-      "${common[@]}" --first_stage_folder "$OUT/first_stage_reproduce_shapes_42" train.max_steps="$GAN_STEPS" train.ckpt_every=100
+      "${common[@]}" --id reproduce --first_stage_folder "$OUT/first_stage_reproduce_shapes_42" train.max_steps="$GAN_STEPS" train.ckpt_every=100
   first_runs+=("$OUT/gan_reproduce_shapes_42")
   FIRST_MODEL="$OUT/gan_reproduce_shapes_42/model_last.pth"
 fi
