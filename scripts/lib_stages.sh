@@ -6,12 +6,17 @@ validation_is_current() {
   [ -f "$1/metrics.json" ] && [ "$1/metrics.json" -nt "$2" ]
 }
 
-# timed_stage FILE NAME command...: run the command, then append "NAME <seconds>" to FILE.
+# timed_stage FILE NAME command...: run the command, then append "NAME <seconds>" to FILE, or
+# "NAME <seconds> exit=<status>" when it stopped early (a signal, an error), so that the run that
+# later resumes it is credited with both (scripts/write_results.py); returns the command's status.
 timed_stage() {
-  local file=$1 name=$2 t0=$SECONDS
+  local file=$1 name=$2 t0=$SECONDS status=0
   shift 2
-  "$@"
-  echo "$name $((SECONDS - t0))" >> "$file"
+  "$@" || status=$?
+  local line="$name $((SECONDS - t0))"
+  [ "$status" -eq 0 ] || line+=" exit=$status"
+  echo "$line" >> "$file"
+  return "$status"
 }
 
 # validate_stage TIMES NAME DIR CKPT [validate.py flags...]: validate.py CKPT into DIR under the

@@ -35,6 +35,27 @@ TRAINING_LINE = re.compile(r"training [\w, ]+ \((?P<params>[\d,]+) parameters\).
 REUSED_SECONDS = 30
 
 
+def stage_wall_times(lines: Sequence[str]) -> dict[str, float]:
+    """Seconds per stage from ``scripts/lib_stages.sh``'s ``NAME SECONDS [exit=STATUS]`` lines.
+
+    A stage's time is its last run that did work plus the stopped runs (``exit=``) it resumed; a
+    stage whose last run stopped is listed as ``NAME (not finished)`` with the time spent so far.
+    """
+    done: dict[str, float] = {}
+    stopped: dict[str, float] = {}  # time of stopped runs not yet followed by a finished one
+    for line in lines:
+        words = line.split()
+        status = words.pop() if words and words[-1].startswith("exit=") else None
+        name, seconds = " ".join(words[:-1]), float(words[-1])
+        if status is not None:
+            stopped[name] = stopped.get(name, 0.0) + seconds
+            continue
+        carried = stopped.pop(name, 0.0)
+        if carried or name not in done or seconds >= REUSED_SECONDS:
+            done[name] = carried + seconds
+    return {**done, **{f"{name} (not finished)": seconds for name, seconds in stopped.items()}}
+
+
 def training_budget(run_dir: Path) -> dict:
     """Steps, batch, parameters and summed step time of a training run folder."""
     info: dict = {"run": str(run_dir)}
@@ -116,14 +137,11 @@ def document(runs: dict[str, dict], command: str, stage_times: str | None, extra
         parts.append(f"| `{b['run']}` | {b.get('parameters', '?')} | {b.get('batch', '?')} | {b['steps']} | "
                      f"{b['train_minutes']:.1f} |")
     if stage_times and Path(stage_times).is_file():
-        parts += ["", f"## Wall time per stage (its last run; a re-run under {REUSED_SECONDS} s found the stage "
-                      "finished and keeps the earlier time)", "", "| stage | minutes |", "|---|---|"]
-        last: dict[str, float] = {}  # a re-run that resumed a stage replaces its entry; one that reused it does not
-        for line in Path(stage_times).read_text().splitlines():
-            name, _, seconds = line.rpartition(" ")
-            if name not in last or float(seconds) >= REUSED_SECONDS:
-                last[name] = float(seconds)
-        parts += [f"| {name} | {seconds / 60:.1f} |" for name, seconds in last.items()]
+        parts += ["", f"## Wall time per stage (its last run with the stopped runs it resumed; a re-run under "
+                      f"{REUSED_SECONDS} s found the stage finished and keeps the earlier time)", "",
+                  "| stage | minutes |", "|---|---|"]
+        times = stage_wall_times(Path(stage_times).read_text().splitlines())
+        parts += [f"| {name} | {seconds / 60:.1f} |" for name, seconds in times.items()]
     for title, path in attachments:  # another script's printed output, verbatim
         lines = path.read_text().rstrip().splitlines()
         if lines and lines[-1].startswith("written to "):

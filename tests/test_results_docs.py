@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 from scripts.results_table import table
-from scripts.write_results import comparisons, main as write_results_main, training_budget
+from scripts.write_results import comparisons, main as write_results_main, stage_wall_times, training_budget
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def _metrics(run_dir: Path, psnr: float, base_psnr: float, ceiling_psnr: float) -> dict:
@@ -78,6 +81,23 @@ def test_write_results_document(tmp_path):
     assert "`bash x.sh`" in text and "| RSVP-S2 | 20.0000 |" in text
     assert "| first stage | 2.0 |" in text and "16.6" not in text and "- Note: shared machine" in text and f"| `{run}` | 1,234 | 16 | 100 | 0.5 |" in text
     assert "- Machine: " in text and "cores" in text
+
+
+def test_timed_stage_records_a_stopped_command_and_passes_its_status_on(tmp_path):
+    times = tmp_path / "times.txt"
+    script = (f'set -e; source {REPO / "scripts/lib_stages.sh"}; timed_stage {times} "first stage" true; '
+              f'timed_stage {times} train sh -c "exit 143"; echo not reached')
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True)
+    assert done.returncode == 143 and "not reached" not in done.stdout  # set -e still stops the caller
+    assert times.read_text() == "first stage 0\ntrain 0 exit=143\n"
+
+
+def test_stage_wall_times_credit_stopped_runs_to_the_run_that_resumes_them():
+    lines = ["first stage 999", "first stage 100 exit=143", "first stage 50",  # stopped, then resumed
+             "first stage 3",  # a re-run that found it finished keeps 150
+             "validate 40", "validate 60",  # a re-run that did work replaces the earlier time
+             "train 70 exit=143", "train 5 exit=130"]  # stopped twice, never finished
+    assert stage_wall_times(lines) == {"first stage": 150.0, "validate": 60.0, "train (not finished)": 75.0}
 
 
 def test_readme_block_is_replaced_and_the_rest_kept(tmp_path):
