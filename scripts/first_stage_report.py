@@ -116,6 +116,40 @@ def ceiling(model, cfg, num_clips: int, cond_frames: int, batch_size: int, first
     return {k: v / batches for k, v in sums.items()}
 
 
+# The first-stage targets on `shapes` (docs/FIRST_STAGE.md, "Is the decomposition real?"): the
+# reconstruction PSNR asked at each (resolution, frames) setting, and the settings-free ones.
+SHAPES_PSNR_TARGETS = {(32, 8): 28.0, (64, 16): 26.0}
+MIN_TV_RATIO, MAX_OTHER_MOTION_PSNR, MIN_CEILING_GAIN = 0.8, 22.0, 3.0
+
+
+def target_lines(r: dict) -> list[str]:
+    """A met/missed row per target the report can judge (the PSNR one only on `shapes` at a
+    setting that has one), so that a generated document answers "does it work?" by itself."""
+    rows = []
+
+    def check(name: str, value: float, met: bool, goal: str, fmt: str = "{:.2f}") -> None:
+        rows.append(f"| {name} | {goal} | {fmt.format(value)} | {'met' if met else 'missed'} |")
+
+    psnr_target = SHAPES_PSNR_TARGETS.get((r["resolution"], r["frames"])) if r.get("data") == "shapes" else None
+    if psnr_target is not None:
+        check("reconstruction PSNR (dB)", r["recon_psnr"], r["recon_psnr"] >= psnr_target, f"≥ {psnr_target:g}")
+    if "temporal_mean_psnr" in r:
+        check("reconstruction PSNR above the temporal-mean bound (dB)", r["recon_psnr"] - r["temporal_mean_psnr"],
+              r["recon_psnr"] > r["temporal_mean_psnr"], "> 0")
+    if "temporal_variance_ratio" in r:
+        check("temporal-variance ratio", r["temporal_variance_ratio"], r["temporal_variance_ratio"] >= MIN_TV_RATIO,
+              f"≥ {MIN_TV_RATIO:g}", "{:.3f}")
+    if "other_motion_psnr" in r:
+        check("other-motion PSNR (dB)", r["other_motion_psnr"], r["other_motion_psnr"] <= MAX_OTHER_MOTION_PSNR,
+              f"≤ {MAX_OTHER_MOTION_PSNR:g}")
+    if "ceiling_psnr" in r:
+        gain = r["ceiling_psnr"] - r["copy_last_psnr"]
+        check("ceiling PSNR over copying the last frame (dB)", gain, gain >= MIN_CEILING_GAIN, f"≥ {MIN_CEILING_GAIN:g}")
+    if not rows:
+        return []
+    return ["", "| target | asked | measured | result |", "|---|---|---|---|", *rows]
+
+
 def report_lines(r: dict[str, float]) -> list[str]:
     def row(name: str, key: str, fmt: str = "{:.2f}") -> str:
         return f"| {name} | {fmt.format(r[key]) if key in r else '–'} |"
@@ -144,6 +178,7 @@ def report_lines(r: dict[str, float]) -> list[str]:
         row("first-stage ceiling SSIM", "ceiling_ssim", "{:.3f}"),
         row("copy last frame PSNR (dB)", "copy_last_psnr"),
         row("copy last frame SSIM", "copy_last_ssim", "{:.3f}"),
+        *target_lines(r),
     ]
 
 
@@ -173,7 +208,7 @@ def main(argv=None) -> int:
     model, cfg = trained.model, trained.config
     torch.manual_seed(0)
     result: dict = {"checkpoint": args.first_model, "num_clips": args.num_clips, "frames": model.frames,
-                    "resolution": model.resolution, "cond_frames": args.cond_frames}
+                    "resolution": model.resolution, "cond_frames": args.cond_frames, "data": cfg.data.name}
     if args.warp_temperature is not None:
         result["warp_temperature"] = args.warp_temperature
     if args.first_clip:

@@ -4,7 +4,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-from first_stage_report import binomial_blur, main as report  # noqa: E402
+from first_stage_report import binomial_blur, main as report, target_lines  # noqa: E402
 
 
 def test_first_stage_report_scores_every_item(first_stage_run, tmp_path, capsys):
@@ -20,6 +20,20 @@ def test_first_stage_report_scores_every_item(first_stage_run, tmp_path, capsys)
     assert 0 < numbers["blurred_truth_tv_ratio"] < 1 and 10 < numbers["blurred_truth_psnr"] < 100
     printed = capsys.readouterr().out
     assert "| temporal-mean bound PSNR" in printed and "| first-stage ceiling PSNR" in printed
+    assert numbers["data"] == "shapes" and "| temporal-variance ratio | ≥ 0.8 |" in printed
+
+
+def test_targets_are_judged_from_the_numbers():
+    r = {"data": "shapes", "resolution": 64, "frames": 16, "recon_psnr": 26.2, "temporal_mean_psnr": 23.0,
+         "temporal_variance_ratio": 0.79, "other_motion_psnr": 22.0, "ceiling_psnr": 25.0, "copy_last_psnr": 22.1}
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in target_lines(r)[3:]}
+    assert rows["reconstruction PSNR (dB)"].endswith("| ≥ 26 | 26.20 | met |")
+    assert rows["temporal-variance ratio"].endswith("| 0.790 | missed |")
+    assert rows["other-motion PSNR (dB)"].endswith("| 22.00 | met |")  # at most 22 dB
+    assert rows["ceiling PSNR over copying the last frame (dB)"].endswith("| 2.90 | missed |")
+    # no PSNR target for a setting that has none, nor for other data
+    for other in ({"resolution": 48}, {"data": "ucf101"}):
+        assert not any("| reconstruction PSNR (dB) |" in line for line in target_lines({**r, **other}))
 
 
 def test_binomial_blur_keeps_flat_frames_and_smooths_an_impulse():
