@@ -9,29 +9,31 @@
 # method's long rollout (4 observed -> LONG_FRAMES predicted; scripts/long_horizon.py), the
 # latent-scale ablation (scripts/scale_ablation.sh) and LVDM's long-horizon ablation
 # (scripts/lvdm_ablation.sh: hierarchy, perturbation, guidance);
-# optionally the 64x64, 16-frame first stage (FS64_CONFIG, FS64_STEPS > 0) and the 32x32 first stage
-# with content keys and one motion per 2x2-pixel cell (KEYS_CONFIG, KEYS_STEPS > 0; 3000 is the
-# recipes'), each optionally followed by more steps from its weights at a constant 2e-4
-# (FS64_FINETUNE_STEPS, KEYS_FINETUNE_STEPS; 750 for warp_keys_fine_shapes32), with its checklist and
-# a second one decoded at a warp temperature (FS64_TEMPERATURE, KEYS_TEMPERATURE; 1 or 0: none).
-#   bash scripts/reproduce_shapes.sh   # about 3.5 hours on 2 quiet CPU cores without the optional stages
-#                                      # (per-stage wall times: docs/RESULTS.md); far less on a GPU
+# the 64x64, 16-frame first stage (FS64_CONFIG, FS64_STEPS; 0: none) and the 32x32 first stage with
+# content keys and one motion per 2x2-pixel cell (KEYS_CONFIG, KEYS_STEPS; 0: none), each optionally
+# followed by more steps from its weights at a constant 2e-4 (FS64_FINETUNE_STEPS, KEYS_FINETUNE_STEPS),
+# with its checklist and a second one decoded at a warp temperature (FS64_TEMPERATURE,
+# KEYS_TEMPERATURE; 1 or 0: none), each temperature chosen on test clips 64-127 (docs/FIRST_STAGE.md).
+#   bash scripts/reproduce_shapes.sh   # about 12 hours on 2 CPU cores, 7 of them the 64x64 stage;
+#                                      # FS64_STEPS=0 KEYS_STEPS=0: about 3.5 hours (per-stage wall
+#                                      # times: docs/RESULTS.md); far less on a GPU
 # Settings (environment): OUT (results/reproduce_shapes), FS_STEPS, GAN_STEPS (0: no GAN fine-tune),
-# FS64_STEPS (0: no 64x64 first stage), FS64_CONFIG (configs/first_stage/warp_shapes64.yaml),
-# KEYS_STEPS (0: no keyed first stage), KEYS_CONFIG (configs/first_stage/warp_keys_shapes32.yaml),
-# FS64_FINETUNE_STEPS (0), FS64_TEMPERATURE (1), KEYS_FINETUNE_STEPS (0), KEYS_TEMPERATURE (0.33),
+# FS64_STEPS (3000), FS64_CONFIG (configs/first_stage/warp_keys_fine_shapes64.yaml),
+# KEYS_STEPS (3000), KEYS_CONFIG (configs/first_stage/warp_keys_fine_shapes32.yaml),
+# FS64_FINETUNE_STEPS (0), FS64_TEMPERATURE (0.45), KEYS_FINETUNE_STEPS (750), KEYS_TEMPERATURE (0.57),
 # NUM_TRAIN, STEPS (DDPM steps per variant), NUM_VIDEOS,
 # NUM_SAMPLES, LONG_FRAMES (32; 0: no long rollouts), LONG_SAMPLES (1), DEVICE, DOC (docs/RESULTS.md,
 # its curves beside it as long_horizon.png), README (README.md, whose results block is replaced;
-# README= leaves it alone). The defaults made the committed docs/RESULTS.md.
+# README= leaves it alone). The defaults are the recipes docs/RESULTS.md reports (its Command line
+# gives the settings it was made with).
 # Re-running reuses finished stages and resumes an interrupted one.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib_stages.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh"
 export OUT=${OUT:-results/reproduce_shapes}
-FS_STEPS=${FS_STEPS:-1500}; GAN_STEPS=${GAN_STEPS:-0}; FS64_STEPS=${FS64_STEPS:-0}; KEYS_STEPS=${KEYS_STEPS:-0}; KEYS_TEMPERATURE=${KEYS_TEMPERATURE:-0.33}; DEVICE=${DEVICE:-auto}
-FS64_CONFIG=${FS64_CONFIG:-configs/first_stage/warp_shapes64.yaml}; KEYS_CONFIG=${KEYS_CONFIG:-configs/first_stage/warp_keys_shapes32.yaml}
-KEYS_FINETUNE_STEPS=${KEYS_FINETUNE_STEPS:-0}; FS64_FINETUNE_STEPS=${FS64_FINETUNE_STEPS:-0}; FS64_TEMPERATURE=${FS64_TEMPERATURE:-1}
+FS_STEPS=${FS_STEPS:-1500}; GAN_STEPS=${GAN_STEPS:-0}; FS64_STEPS=${FS64_STEPS:-3000}; KEYS_STEPS=${KEYS_STEPS:-3000}; KEYS_TEMPERATURE=${KEYS_TEMPERATURE:-0.57}; DEVICE=${DEVICE:-auto}
+FS64_CONFIG=${FS64_CONFIG:-configs/first_stage/warp_keys_fine_shapes64.yaml}; KEYS_CONFIG=${KEYS_CONFIG:-configs/first_stage/warp_keys_fine_shapes32.yaml}
+KEYS_FINETUNE_STEPS=${KEYS_FINETUNE_STEPS:-750}; FS64_FINETUNE_STEPS=${FS64_FINETUNE_STEPS:-0}; FS64_TEMPERATURE=${FS64_TEMPERATURE:-0.45}
 DOC=${DOC:-docs/RESULTS.md}; README=${README-README.md}
 export NUM_TRAIN=${NUM_TRAIN:-1500} STEPS=${STEPS:-1200} NUM_VIDEOS=${NUM_VIDEOS:-64} NUM_SAMPLES=${NUM_SAMPLES:-4}
 export LONG_FRAMES=${LONG_FRAMES:-32} LONG_SAMPLES=${LONG_SAMPLES:-1}
