@@ -14,7 +14,7 @@
 # "s2 s1 m pvdm pvdm_v lvdm lvdm_v tubelet", the default),
 # LONG_FRAMES (0: none; else every method also predicts this many frames, rolled out clip by clip,
 # LONG_SAMPLES samples per video, plotted by scripts/long_horizon.py into $OUT/long_horizon.{json,png,txt}).
-# Re-running reuses finished stages. Appends '<stage> <seconds>' lines to $OUT/stage_times.txt.
+# Re-running reuses finished stages. Appends '<stage> <seconds>' lines (timed_stage, scripts/lib_stages.sh) to $OUT/stage_times.txt.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib_compare.sh"
 : "${FIRST_MODEL:?set FIRST_MODEL to a first-stage checkpoint}"

@@ -45,9 +45,11 @@ def stage_wall_times(lines: Sequence[str]) -> dict[str, float]:
     stopped: dict[str, float] = {}  # time of stopped runs not yet followed by a finished one
     for line in lines:
         words = line.split()
-        status = words.pop() if words and words[-1].startswith("exit=") else None
+        was_stopped = words[-1].startswith("exit=")
+        if was_stopped:
+            words.pop()
         name, seconds = " ".join(words[:-1]), float(words[-1])
-        if status is not None:
+        if was_stopped:
             stopped[name] = stopped.get(name, 0.0) + seconds
             continue
         carried = stopped.pop(name, 0.0)
@@ -174,7 +176,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--command", required=True, help="the command that produced the runs (printed in the document)")
     parser.add_argument("--first_stage", nargs="*", default=[], help="first-stage run folders to list in the budgets")
-    parser.add_argument("--stage_times", help="file of '<stage name> <seconds>' lines")
+    parser.add_argument("--stage_times", help="file of '<stage name> <seconds> [exit=<status>]' lines (scripts/lib_stages.sh)")
     parser.add_argument("--readme", help="also update this README's results block")
     parser.add_argument("--note", action="append", default=[], help="a line added under the command (repeatable)")
     parser.add_argument("--attach", action="append", default=[], metavar="TITLE=FILE",
