@@ -13,14 +13,16 @@
 # content keys and one motion per 2x2-pixel cell (KEYS_CONFIG, KEYS_STEPS; 0: none), each optionally
 # followed by more steps from its weights at a constant 2e-4 (FS64_FINETUNE_STEPS, KEYS_FINETUNE_STEPS),
 # with its checklist and a second one decoded at a warp temperature (FS64_TEMPERATURE,
-# KEYS_TEMPERATURE; 1 or 0: none), each temperature chosen on test clips 64-127 (docs/FIRST_STAGE.md).
-#   bash scripts/reproduce_shapes.sh   # about 12 hours on 2 CPU cores, 7 of them the 64x64 stage;
+# KEYS_TEMPERATURE; 1 or 0: none; auto: the highest of TEMPERATURES whose temporal-variance ratio
+# reaches 0.8 on the NUM_VIDEOS test clips after the scored ones, scripts/warp_hardening.py).
+#   bash scripts/reproduce_shapes.sh   # about 13 hours on 2 CPU cores, 7 of them the 64x64 stage;
 #                                      # FS64_STEPS=0 KEYS_STEPS=0: about 3.5 hours (per-stage wall
 #                                      # times: docs/RESULTS.md); far less on a GPU
 # Settings (environment): OUT (results/reproduce_shapes), FS_STEPS, GAN_STEPS (0: no GAN fine-tune),
 # FS64_STEPS (3000), FS64_CONFIG (configs/first_stage/warp_keys_fine_shapes64.yaml),
-# KEYS_STEPS (3000), KEYS_CONFIG (configs/first_stage/warp_keys_fine_shapes32.yaml),
-# FS64_FINETUNE_STEPS (0), FS64_TEMPERATURE (0.45), KEYS_FINETUNE_STEPS (750), KEYS_TEMPERATURE (0.57),
+# KEYS_STEPS (6000), KEYS_CONFIG (configs/first_stage/warp_keys_fine_shapes32.yaml),
+# FS64_FINETUNE_STEPS (0), FS64_TEMPERATURE (auto), KEYS_FINETUNE_STEPS (0), KEYS_TEMPERATURE (auto),
+# TEMPERATURES (0.8,0.75,...,0.3),
 # NUM_TRAIN, STEPS (DDPM steps per variant), NUM_VIDEOS,
 # NUM_SAMPLES, LONG_FRAMES (32; 0: no long rollouts), LONG_SAMPLES (1), DEVICE, DOC (docs/RESULTS.md,
 # its curves beside it as long_horizon.png), README (README.md, whose results block is replaced;
@@ -31,9 +33,10 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib_stages.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh"
 export OUT=${OUT:-results/reproduce_shapes}
-FS_STEPS=${FS_STEPS:-1500}; GAN_STEPS=${GAN_STEPS:-0}; FS64_STEPS=${FS64_STEPS:-3000}; KEYS_STEPS=${KEYS_STEPS:-3000}; KEYS_TEMPERATURE=${KEYS_TEMPERATURE:-0.57}; DEVICE=${DEVICE:-auto}
+FS_STEPS=${FS_STEPS:-1500}; GAN_STEPS=${GAN_STEPS:-0}; FS64_STEPS=${FS64_STEPS:-3000}; KEYS_STEPS=${KEYS_STEPS:-6000}; KEYS_TEMPERATURE=${KEYS_TEMPERATURE:-auto}; DEVICE=${DEVICE:-auto}
 FS64_CONFIG=${FS64_CONFIG:-configs/first_stage/warp_keys_fine_shapes64.yaml}; KEYS_CONFIG=${KEYS_CONFIG:-configs/first_stage/warp_keys_fine_shapes32.yaml}
-KEYS_FINETUNE_STEPS=${KEYS_FINETUNE_STEPS:-750}; FS64_FINETUNE_STEPS=${FS64_FINETUNE_STEPS:-0}; FS64_TEMPERATURE=${FS64_TEMPERATURE:-0.45}
+KEYS_FINETUNE_STEPS=${KEYS_FINETUNE_STEPS:-0}; FS64_FINETUNE_STEPS=${FS64_FINETUNE_STEPS:-0}; FS64_TEMPERATURE=${FS64_TEMPERATURE:-auto}
+TEMPERATURES=${TEMPERATURES:-0.8,0.75,0.7,0.65,0.6,0.55,0.5,0.45,0.4,0.35,0.3}
 DOC=${DOC:-docs/RESULTS.md}; README=${README-README.md}
 export NUM_TRAIN=${NUM_TRAIN:-1500} STEPS=${STEPS:-1200} NUM_VIDEOS=${NUM_VIDEOS:-64} NUM_SAMPLES=${NUM_SAMPLES:-4}
 export LONG_FRAMES=${LONG_FRAMES:-32} LONG_SAMPLES=${LONG_SAMPLES:-1}
@@ -73,7 +76,8 @@ checklist "$FIRST_MODEL" first_stage_report32 "First stage at 32x32, 8 frames"
 # for STEPS, then (FINETUNE_STEPS > 0) that many more from its weights at a constant 2e-4 as a run of
 # its own (ID_ft; docs/FIRST_STAGE.md), with its checklist ($OUT/REPORT) and, unless TEMPERATURE is
 # 1 or 0, a second one of the same weights decoded with both warps' softmax sharpened
-# (model.vqvae.warp_temperature: copies, not blends; $OUT/REPORT_t)
+# (model.vqvae.warp_temperature: copies, not blends; $OUT/REPORT_t). TEMPERATURE auto: swept on
+# the NUM_VIDEOS test clips after the scored ones ($OUT/REPORT_sweep.{txt,json}), never on the scored ones
 checked_first_stage() {
   local title=$1 config=$2 id=$3 steps=$4 finetune=$5 temperature=$6 report=$7
   first_stage "$title" "$config" "$id" "$steps"
@@ -85,8 +89,17 @@ checked_first_stage() {
     run="$OUT/first_stage_${id}_ft_shapes_42"
   fi
   checklist "$run/model_last.pth" "$report" "$title"
-  if [ "$temperature" != 1 ] && [ "$temperature" != 0 ]; then
-    checklist "$run/model_last.pth" "${report}_t" "The same first stage decoded at warp temperature $temperature" \
+  local chosen=""
+  if [ "$temperature" = auto ]; then
+    python scripts/warp_hardening.py --first_model "$run/model_last.pth" --num_clips "$NUM_VIDEOS" \
+        --first_clip "$NUM_VIDEOS" --temperatures "$TEMPERATURES" --choose_ratio 0.8 \
+        --choice_out "$OUT/${report}_sweep.json" | tee "$OUT/${report}_sweep.txt"
+    reports+=(--attach "$title: its warp temperature, swept on test clips $NUM_VIDEOS-$((2 * NUM_VIDEOS - 1)) (scripts/warp_hardening.py)=$OUT/${report}_sweep.txt")
+    temperature=$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["temperature"])' "$OUT/${report}_sweep.json")
+    chosen=", chosen on test clips $NUM_VIDEOS-$((2 * NUM_VIDEOS - 1))"
+  fi
+  if [ "$temperature" != 1 ] && [ "$temperature" != 1.0 ] && [ "$temperature" != 0 ]; then
+    checklist "$run/model_last.pth" "${report}_t" "The same first stage decoded at warp temperature $temperature$chosen" \
         --warp_temperature "$temperature"
   fi
 }
@@ -119,4 +132,4 @@ python scripts/write_results.py "RSVP-S2=$OUT/validate_s2/metrics.json" "RSVP-S1
     "PVDM (v, cosine)=$OUT/validate_pvdm_v/metrics.json" "LVDM=$OUT/validate_lvdm/metrics.json" \
     "LVDM (v, cosine)=$OUT/validate_lvdm_v/metrics.json" "Tubelet transformer=$OUT/validate_tubelet/metrics.json" --out "$DOC" --stage_times "$OUT/stage_times.txt" \
     --first_stage "${first_runs[@]}" "${reports[@]}" ${README:+--readme "$README"} \
-    --command "FS_STEPS=$FS_STEPS GAN_STEPS=$GAN_STEPS FS64_STEPS=$FS64_STEPS FS64_CONFIG=$FS64_CONFIG FS64_FINETUNE_STEPS=$FS64_FINETUNE_STEPS FS64_TEMPERATURE=$FS64_TEMPERATURE KEYS_STEPS=$KEYS_STEPS KEYS_CONFIG=$KEYS_CONFIG KEYS_FINETUNE_STEPS=$KEYS_FINETUNE_STEPS KEYS_TEMPERATURE=$KEYS_TEMPERATURE NUM_TRAIN=$NUM_TRAIN STEPS=$STEPS NUM_VIDEOS=$NUM_VIDEOS NUM_SAMPLES=$NUM_SAMPLES LONG_FRAMES=$LONG_FRAMES LONG_SAMPLES=$LONG_SAMPLES bash scripts/reproduce_shapes.sh"
+    --command "FS_STEPS=$FS_STEPS GAN_STEPS=$GAN_STEPS FS64_STEPS=$FS64_STEPS FS64_CONFIG=$FS64_CONFIG FS64_FINETUNE_STEPS=$FS64_FINETUNE_STEPS FS64_TEMPERATURE=$FS64_TEMPERATURE KEYS_STEPS=$KEYS_STEPS KEYS_CONFIG=$KEYS_CONFIG KEYS_FINETUNE_STEPS=$KEYS_FINETUNE_STEPS KEYS_TEMPERATURE=$KEYS_TEMPERATURE TEMPERATURES=$TEMPERATURES NUM_TRAIN=$NUM_TRAIN STEPS=$STEPS NUM_VIDEOS=$NUM_VIDEOS NUM_SAMPLES=$NUM_SAMPLES LONG_FRAMES=$LONG_FRAMES LONG_SAMPLES=$LONG_SAMPLES bash scripts/reproduce_shapes.sh"

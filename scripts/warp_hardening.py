@@ -11,11 +11,17 @@ each temperature (``model.vqvae.warp_temperature``: logits / τ): reconstruction
 and each warp's mean largest weight and entropy. It measures how much of the gap between the reconstruction's
 temporal variance and the input's comes from the mixture, and what PSNR the model would give up
 by committing. ``--doc`` writes the table into the file's ``warp-hardening`` block.
+
+``--choose_ratio R --choice_out FILE`` picks a decoding temperature from the sweep: the highest
+swept one (or the trained one) whose ratio is at least ``R``, i.e. the least PSNR given up for it;
+when none reaches ``R``, the one with the highest ratio. Swept on clips other than those a
+checklist scores (``--first_clip``), it is a choice the scored clips did not make.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import sys
 from pathlib import Path
 from typing import Iterator, Optional
@@ -88,9 +94,28 @@ def measure(first_model: str, num_clips: int, temperatures: tuple[float, ...] = 
                 recon = model(video, anchor=anchor)["recon"].clamp(-1, 1)
                 psnr.append(float(psnr_per_frame(recon, video).mean()))
                 ratio.append(float(temporal_variance_ratio(recon, video)))
-        rows.append({"setting": label, "psnr": sum(psnr) / len(psnr), "tv_ratio": sum(ratio) / len(ratio),
+        swept = trained_temperature if label == SETTINGS["none"] else temperature
+        rows.append({"setting": label, "temperature": swept, "psnr": sum(psnr) / len(psnr), "tv_ratio": sum(ratio) / len(ratio),
                      **{k: sum(v) / len(v) for k, v in stats.items()}})
     return rows
+
+
+def choose_temperature(rows: list[dict], min_ratio: float) -> dict:
+    """The highest temperature (trained or swept, both warps at it) whose ratio is at least
+    ``min_ratio``: lowering it further only gives up PSNR. None reaching it: the highest ratio."""
+    candidates = [r for r in rows if r["temperature"] is not None]
+    reaching = [r for r in candidates if r["tv_ratio"] >= min_ratio]
+    best = max(reaching, key=lambda r: r["temperature"]) if reaching else max(candidates, key=lambda r: r["tv_ratio"])
+    return {"temperature": best["temperature"], "psnr": best["psnr"], "tv_ratio": best["tv_ratio"],
+            "min_ratio": min_ratio, "reached": bool(reaching)}
+
+
+def choice_line(choice: dict, first_clip: int, num_clips: int) -> str:
+    clips = f"test clips {first_clip}-{first_clip + num_clips - 1}"
+    why = (f"the highest temperature with a ratio of at least {choice['min_ratio']:g}" if choice["reached"]
+           else f"no temperature reached a ratio of {choice['min_ratio']:g}; the one with the highest ratio")
+    return (f"Chosen on {clips}: temperature {choice['temperature']:g} ({choice['psnr']:.2f} dB, "
+            f"ratio {choice['tv_ratio']:.3f}), {why}.")
 
 
 def markdown(rows: list[dict[str, float]], command: str) -> str:
@@ -112,7 +137,12 @@ def main(argv=None) -> int:
     parser.add_argument("--block", default="warp-hardening", help="the block's name (default: %(default)s)")
     parser.add_argument("--temperatures", default="", help="comma-separated softmax temperatures (each > 0) "
                                                              "for extra rows with both warps sharpened, e.g. 0.5,0.25")
+    parser.add_argument("--choose_ratio", type=float, help="pick the highest temperature (of --temperatures and "
+                        "the trained one) whose temporal-variance ratio is at least this, e.g. 0.8")
+    parser.add_argument("--choice_out", help="with --choose_ratio: write the choice here as JSON")
     args = parser.parse_args(argv)
+    if (args.choose_ratio is None) != (args.choice_out is None):
+        parser.error("--choose_ratio and --choice_out go together")
     try:
         temperatures = tuple(float(t) for t in args.temperatures.split(",") if t.strip())
     except ValueError:
@@ -128,7 +158,13 @@ def main(argv=None) -> int:
         return 2
     command = f"python scripts/warp_hardening.py --first_model {args.first_model} --num_clips {args.num_clips}"
     command += f" --first_clip {args.first_clip}" if args.first_clip else ""
-    text = markdown(rows, command + (f" --temperatures {args.temperatures}" if temperatures else ""))
+    command += f" --temperatures {args.temperatures}" if temperatures else ""
+    text = markdown(rows, command)
+    if args.choose_ratio is not None:
+        choice = choose_temperature(rows, args.choose_ratio)
+        Path(args.choice_out).write_text(json.dumps({**choice, "first_clip": args.first_clip,
+                                                     "num_clips": args.num_clips, "command": command}, indent=2))
+        text += "\n\n" + choice_line(choice, args.first_clip, args.num_clips)
     publish(text, args.doc, args.block)
     return 0
 
