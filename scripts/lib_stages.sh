@@ -1,9 +1,14 @@
 # Small helpers shared by the pipeline scripts (sourced, not run).
 
-# validation_is_current DIR CKPT: DIR/metrics.json exists and is newer than CKPT, so validating
-# CKPT again would write the same thing.
+# is_current FILE CKPT: FILE exists and is newer than CKPT, so computing it from CKPT again would
+# write the same thing. FILE must be the one its script writes last: an interrupted run never counts.
+is_current() {
+  [ -f "$1" ] && [ "$1" -nt "$2" ]
+}
+
+# validation_is_current DIR CKPT: DIR/metrics.json is current for CKPT.
 validation_is_current() {
-  [ -f "$1/metrics.json" ] && [ "$1/metrics.json" -nt "$2" ]
+  is_current "$1/metrics.json" "$2"
 }
 
 # timed_stage FILE NAME command...: run the command, then append "NAME <seconds>" to FILE, or

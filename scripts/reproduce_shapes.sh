@@ -62,12 +62,16 @@ if [ "$GAN_STEPS" -gt 0 ]; then
   FIRST_MODEL="$OUT/gan_reproduce_shapes_42/model_last.pth"
 fi
 # checklist MODEL REPORT TITLE [first_stage_report.py flags...]: MODEL's checklist
-# ($OUT/REPORT.{json,txt}), attached to docs/RESULTS.md under TITLE
+# ($OUT/REPORT.{json,txt}), attached to docs/RESULTS.md under TITLE; reused while newer than MODEL
 checklist() {
   local model=$1 report=$2 title=$3
   shift 3
-  python scripts/first_stage_report.py --first_model "$model" --num_clips "$NUM_VIDEOS" --cond_frames "$K" "$@" \
-      --out "$OUT/$report.json" | tee "$OUT/$report.txt"
+  if is_current "$OUT/$report.json" "$model"; then
+    echo "reusing $OUT/$report.txt (newer than $model)"
+  else
+    python scripts/first_stage_report.py --first_model "$model" --num_clips "$NUM_VIDEOS" --cond_frames "$K" "$@" \
+        --out "$OUT/$report.json" | tee "$OUT/$report.txt"
+  fi
   reports+=(--attach "$title (scripts/first_stage_report.py${*:+ $*})=$OUT/$report.txt")
 }
 reports=()
@@ -89,16 +93,20 @@ checked_first_stage() {
     run="$OUT/first_stage_${id}_ft_shapes_42"
   fi
   checklist "$run/model_last.pth" "$report" "$title"
-  local chosen=""
+  local chosen="" sweep="$OUT/${report}_sweep" clips="test clips $NUM_VIDEOS-$((2 * NUM_VIDEOS - 1))"
   if [ "$temperature" = auto ]; then
-    python scripts/warp_hardening.py --first_model "$run/model_last.pth" --num_clips "$NUM_VIDEOS" \
-        --first_clip "$NUM_VIDEOS" --temperatures "$TEMPERATURES" --choose_ratio 0.8 \
-        --choice_out "$OUT/${report}_sweep.json" | tee "$OUT/${report}_sweep.txt"
-    reports+=(--attach "$title: its warp temperature, swept on test clips $NUM_VIDEOS-$((2 * NUM_VIDEOS - 1)) (scripts/warp_hardening.py)=$OUT/${report}_sweep.txt")
-    temperature=$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["temperature"])' "$OUT/${report}_sweep.json")
-    chosen=", chosen on test clips $NUM_VIDEOS-$((2 * NUM_VIDEOS - 1))"
+    if is_current "$sweep.json" "$run/model_last.pth"; then
+      echo "reusing $sweep.txt (newer than $run/model_last.pth)"
+    else
+      python scripts/warp_hardening.py --first_model "$run/model_last.pth" --num_clips "$NUM_VIDEOS" \
+          --first_clip "$NUM_VIDEOS" --temperatures "$TEMPERATURES" --choose_ratio 0.8 \
+          --choice_out "$sweep.json" | tee "$sweep.txt"
+    fi
+    reports+=(--attach "$title: its warp temperature, swept on $clips (scripts/warp_hardening.py)=$sweep.txt")
+    temperature=$(python -c 'import json, sys; print(format(json.load(open(sys.argv[1]))["temperature"], "g"))' "$sweep.json")
+    chosen=", chosen on $clips"
   fi
-  if [ "$temperature" != 1 ] && [ "$temperature" != 1.0 ] && [ "$temperature" != 0 ]; then
+  if [ "$temperature" != 1 ] && [ "$temperature" != 0 ]; then
     checklist "$run/model_last.pth" "${report}_t" "The same first stage decoded at warp temperature $temperature$chosen" \
         --warp_temperature "$temperature"
   fi

@@ -86,7 +86,8 @@ def measure(first_model: str, num_clips: int, temperatures: tuple[float, ...] = 
     for label, which, temperature in settings:
         stats: dict[str, list[float]] = {}
         psnr, ratio = [], []
-        model.set_warp_temperature(trained_temperature if temperature is None else temperature)
+        decoded_at = trained_temperature if temperature is None else temperature
+        model.set_warp_temperature(decoded_at)
         with hardened(warps, which, stats):
             for clips in _batches(test, clips_scored, batch):
                 anchor, clips = split_anchor(cfg, clips)
@@ -94,8 +95,7 @@ def measure(first_model: str, num_clips: int, temperatures: tuple[float, ...] = 
                 recon = model(video, anchor=anchor)["recon"].clamp(-1, 1)
                 psnr.append(float(psnr_per_frame(recon, video).mean()))
                 ratio.append(float(temporal_variance_ratio(recon, video)))
-        swept = trained_temperature if label == SETTINGS["none"] else temperature
-        rows.append({"setting": label, "temperature": swept, "psnr": sum(psnr) / len(psnr), "tv_ratio": sum(ratio) / len(ratio),
+        rows.append({"setting": label, "temperature": None if which else decoded_at, "psnr": sum(psnr) / len(psnr), "tv_ratio": sum(ratio) / len(ratio),
                      **{k: sum(v) / len(v) for k, v in stats.items()}})
     return rows
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -90,6 +91,19 @@ def test_timed_stage_records_a_stopped_command_and_passes_its_status_on(tmp_path
     done = subprocess.run(["bash", "-c", script], capture_output=True, text=True)
     assert done.returncode == 143 and "not reached" not in done.stdout  # set -e still stops the caller
     assert times.read_text() == "first stage 0\ntrain 0 exit=143\n"
+
+
+def test_an_output_is_current_only_when_newer_than_its_checkpoint(tmp_path):
+    ckpt, report = tmp_path / "model_last.pth", tmp_path / "report.json"
+    ckpt.write_text("weights")
+    check = f'source {REPO / "scripts/lib_stages.sh"}; is_current {report} {ckpt}'
+    assert subprocess.run(["bash", "-c", check]).returncode == 1  # not made yet
+    report.write_text("{}")
+    os.utime(ckpt, (1_000, 1_000))
+    assert subprocess.run(["bash", "-c", check]).returncode == 0  # made from these weights
+    os.utime(ckpt, None)
+    os.utime(report, (1_000, 1_000))
+    assert subprocess.run(["bash", "-c", check]).returncode == 1  # the weights changed since
 
 
 def test_stage_wall_times_credit_stopped_runs_to_the_run_that_resumes_them():
