@@ -25,8 +25,8 @@
 # TEMPERATURES (0.8,0.75,...,0.3),
 # NUM_TRAIN, STEPS (DDPM steps per variant), NUM_VIDEOS,
 # NUM_SAMPLES, LONG_FRAMES (32; 0: no long rollouts), LONG_SAMPLES (1), DEVICE, DOC (docs/RESULTS.md,
-# its curves beside it as long_horizon.png), README (README.md, whose results block is replaced;
-# README= leaves it alone). The defaults are the recipes docs/RESULTS.md reports (its Command line
+# its curves beside it as long_horizon.png), README (README.md, whose results block and
+# first-stage-32/64 blocks, scripts/first_stage_table.py, are replaced; README= leaves it alone). The defaults are the recipes docs/RESULTS.md reports (its Command line
 # gives the settings it was made with).
 # Re-running reuses finished stages and resumes an interrupted one.
 set -euo pipefail
@@ -42,6 +42,12 @@ export NUM_TRAIN=${NUM_TRAIN:-1500} STEPS=${STEPS:-1200} NUM_VIDEOS=${NUM_VIDEOS
 export LONG_FRAMES=${LONG_FRAMES:-32} LONG_SAMPLES=${LONG_SAMPLES:-1}
 export DEVICE DATA=shapes RES=32 BATCH=16 LR=5e-4 K=4
 common=(--device "$DEVICE" --auto_resume results_dir="$OUT")
+for block in results first-stage-32 first-stage-64; do  # fail now, not after hours of training
+  if [ -n "$README" ] && ! grep -q "<!-- $block:end -->" "$README" 2>/dev/null; then
+    echo "error: $README has no <!-- $block:start --> ... <!-- $block:end --> block to fill (README= leaves the README alone)" >&2
+    exit 2
+  fi
+done
 mkdir -p "$OUT"
 # first_stage STAGE CONFIG ID STEPS [main.py args...]: a first stage trained as
 # $OUT/first_stage_ID_shapes_42 (its wall time under STAGE), listed in the budgets table
@@ -55,17 +61,22 @@ first_stage() {
 }
 first_stage "first stage" configs/first_stage/warp_shapes32.yaml reproduce "$FS_STEPS"
 export FIRST_MODEL="$OUT/first_stage_reproduce_shapes_42/model_last.pth"
+base_label="warp_shapes32, $FS_STEPS steps (the predictors' first stage)"
 if [ "$GAN_STEPS" -gt 0 ]; then
   timed_stage "$OUT/stage_times.txt" "GAN fine-tune" python main.py --exp gan --config configs/first_stage/warp_shapes32_gan.yaml \
       "${common[@]}" --id reproduce --first_stage_folder "$OUT/first_stage_reproduce_shapes_42" train.max_steps="$GAN_STEPS" train.ckpt_every=100
   first_runs+=("$OUT/gan_reproduce_shapes_42")
   FIRST_MODEL="$OUT/gan_reproduce_shapes_42/model_last.pth"
+  base_label="$base_label, then $GAN_STEPS GAN steps"
 fi
-# checklist MODEL REPORT TITLE [first_stage_report.py flags...]: MODEL's checklist
-# ($OUT/REPORT.{json,txt}), attached to docs/RESULTS.md under TITLE; reused while newer than MODEL
+# checklist MODEL REPORT TITLE ROWS LABEL [first_stage_report.py flags...]: MODEL's checklist
+# ($OUT/REPORT.{json,txt}), attached to docs/RESULTS.md under TITLE and listed as LABEL in the array
+# ROWS (a README table of first stages scored alike); reused while newer than MODEL
+rows32=(); rows64=()
 checklist() {
-  local model=$1 report=$2 title=$3
-  shift 3
+  local model=$1 report=$2 title=$3 label=$5
+  local -n table_rows=$4
+  shift 5
   if is_current "$OUT/$report.json" "$model"; then
     echo "reusing $OUT/$report.txt (newer than $model)"
   else
@@ -73,17 +84,20 @@ checklist() {
         --out "$OUT/$report.json" | tee "$OUT/$report.txt"
   fi
   reports+=(--attach "$title (scripts/first_stage_report.py${*:+ $*})=$OUT/$report.txt")
+  table_rows+=("$label=$OUT/$report.json")
 }
 reports=()
-checklist "$FIRST_MODEL" first_stage_report32 "First stage at 32x32, 8 frames"
-# checked_first_stage TITLE CONFIG ID STEPS FINETUNE_STEPS TEMPERATURE REPORT: a first stage trained
+checklist "$FIRST_MODEL" first_stage_report32 "First stage at 32x32, 8 frames" rows32 "$base_label"
+# checked_first_stage TITLE CONFIG ID STEPS FINETUNE_STEPS TEMPERATURE REPORT ROWS: a first stage trained
 # for STEPS, then (FINETUNE_STEPS > 0) that many more from its weights at a constant 2e-4 as a run of
 # its own (ID_ft; docs/FIRST_STAGE.md), with its checklist ($OUT/REPORT) and, unless TEMPERATURE is
 # 1 or 0, a second one of the same weights decoded with both warps' softmax sharpened
 # (model.vqvae.warp_temperature: copies, not blends; $OUT/REPORT_t). TEMPERATURE auto: swept on
 # the NUM_VIDEOS test clips after the scored ones ($OUT/REPORT_sweep.{txt,json}), never on the scored ones
 checked_first_stage() {
-  local title=$1 config=$2 id=$3 steps=$4 finetune=$5 temperature=$6 report=$7
+  local title=$1 config=$2 id=$3 steps=$4 finetune=$5 temperature=$6 report=$7 rows=$8
+  local label
+  label="$(basename "$config" .yaml), $steps steps"
   first_stage "$title" "$config" "$id" "$steps"
   local run="$OUT/first_stage_${id}_shapes_42"
   if [ "$finetune" -gt 0 ]; then
@@ -91,8 +105,9 @@ checked_first_stage() {
     first_stage "$title" "$config" "${id}_ft" "$finetune" --first_stage_folder "$run" \
         train.optim.lr=2e-4 train.optim.warmup_steps=0 train.optim.schedule=constant
     run="$OUT/first_stage_${id}_ft_shapes_42"
+    label="$label + $finetune at 2e-4"
   fi
-  checklist "$run/model_last.pth" "$report" "$title"
+  checklist "$run/model_last.pth" "$report" "$title" "$rows" "$label"
   local chosen="" sweep="$OUT/${report}_sweep" clips="test clips $NUM_VIDEOS-$((2 * NUM_VIDEOS - 1))"
   if [ "$temperature" = auto ]; then
     if is_current "$sweep.json" "$run/model_last.pth"; then
@@ -108,16 +123,16 @@ checked_first_stage() {
   fi
   if [ "$temperature" != 1 ] && [ "$temperature" != 0 ]; then
     checklist "$run/model_last.pth" "${report}_t" "The same first stage decoded at warp temperature $temperature$chosen" \
-        --warp_temperature "$temperature"
+        "$rows" "the same, decoded at warp temperature $temperature$chosen" --warp_temperature "$temperature"
   fi
 }
 if [ "$FS64_STEPS" -gt 0 ]; then
   checked_first_stage "First stage at 64x64, 16 frames ($FS64_CONFIG)" "$FS64_CONFIG" reproduce64 "$FS64_STEPS" \
-      "$FS64_FINETUNE_STEPS" "$FS64_TEMPERATURE" first_stage_report64
+      "$FS64_FINETUNE_STEPS" "$FS64_TEMPERATURE" first_stage_report64 rows64
 fi
 if [ "$KEYS_STEPS" -gt 0 ]; then
   checked_first_stage "First stage at 32x32, 8 frames, with content keys and one motion per 2x2-pixel cell ($KEYS_CONFIG)" \
-      "$KEYS_CONFIG" reproduce_keys "$KEYS_STEPS" "$KEYS_FINETUNE_STEPS" "$KEYS_TEMPERATURE" first_stage_report32_keys
+      "$KEYS_CONFIG" reproduce_keys "$KEYS_STEPS" "$KEYS_FINETUNE_STEPS" "$KEYS_TEMPERATURE" first_stage_report32_keys rows32
 fi
 first_stage "first stage PVDM" configs/first_stage/pvdm_shapes32.yaml reproduce_pvdm "$FS_STEPS"
 export PVDM_FIRST_MODEL="$OUT/first_stage_reproduce_pvdm_shapes_42/model_last.pth"
@@ -141,3 +156,9 @@ python scripts/write_results.py "RSVP-S2=$OUT/validate_s2/metrics.json" "RSVP-S1
     "LVDM (v, cosine)=$OUT/validate_lvdm_v/metrics.json" "Tubelet transformer=$OUT/validate_tubelet/metrics.json" --out "$DOC" --stage_times "$OUT/stage_times.txt" \
     --first_stage "${first_runs[@]}" "${reports[@]}" ${README:+--readme "$README"} \
     --command "FS_STEPS=$FS_STEPS GAN_STEPS=$GAN_STEPS FS64_STEPS=$FS64_STEPS FS64_CONFIG=$FS64_CONFIG FS64_FINETUNE_STEPS=$FS64_FINETUNE_STEPS FS64_TEMPERATURE=$FS64_TEMPERATURE KEYS_STEPS=$KEYS_STEPS KEYS_CONFIG=$KEYS_CONFIG KEYS_FINETUNE_STEPS=$KEYS_FINETUNE_STEPS KEYS_TEMPERATURE=$KEYS_TEMPERATURE TEMPERATURES=$TEMPERATURES NUM_TRAIN=$NUM_TRAIN STEPS=$STEPS NUM_VIDEOS=$NUM_VIDEOS NUM_SAMPLES=$NUM_SAMPLES LONG_FRAMES=$LONG_FRAMES LONG_SAMPLES=$LONG_SAMPLES bash scripts/reproduce_shapes.sh"
+if [ -n "$README" ]; then  # the first stages' checklists side by side, one table per resolution
+  python scripts/first_stage_table.py "${rows32[@]}" --doc "$README" --block first-stage-32
+  if [ "${#rows64[@]}" -gt 0 ]; then
+    python scripts/first_stage_table.py "${rows64[@]}" --doc "$README" --block first-stage-64
+  fi
+fi

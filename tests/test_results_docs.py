@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -146,3 +147,14 @@ def test_readme_figure_stacks_videos_and_enforces_the_size_budget(tmp_path):
     with pytest.raises(SystemExit, match="KB"):
         figure_main([str(tmp_path), "--out", str(tmp_path / "big.gif"), "--scale", "8", "--max_kb", "1"])
     assert not (tmp_path / "big.gif").exists()
+
+
+def test_the_readme_has_every_block_the_reproduction_writes():
+    """reproduce_shapes.sh fills README blocks only after hours of training: a missing marker must
+    fail here, not at the end of the run."""
+    script = (REPO / "scripts/reproduce_shapes.sh").read_text()
+    blocks = re.findall(r'--doc "\$README" --block (\S+)', script)
+    assert blocks, "reproduce_shapes.sh writes no README block any more: update this test"
+    readme = (REPO / "README.md").read_text()
+    for name in blocks:
+        assert f"<!-- {name}:start -->" in readme and f"<!-- {name}:end -->" in readme, name
