@@ -33,7 +33,7 @@ import torch  # noqa: E402
 
 from doc_block import check_block_or_exit, publish  # noqa: E402
 from evaluation.frame_metrics import psnr_per_frame  # noqa: E402
-from first_stage_report import _batches, clip_range  # noqa: E402
+from first_stage_report import clip_batches, clip_range  # noqa: E402
 from models.moso import OffsetWarp, one_hot_largest  # noqa: E402
 from tools.config import ConfigError  # noqa: E402
 from tools.datasets import build_dataset  # noqa: E402
@@ -89,7 +89,7 @@ def measure(first_model: str, num_clips: int, temperatures: tuple[float, ...] = 
         decoded_at = trained_temperature if temperature is None else temperature
         model.set_warp_temperature(decoded_at)
         with hardened(warps, which, stats):
-            for clips in _batches(test, clips_scored, batch):
+            for clips in clip_batches(test, clips_scored, batch, label):
                 anchor, clips = split_anchor(cfg, clips)
                 video = clips["video"]
                 recon = model(video, anchor=anchor)["recon"].clamp(-1, 1)
