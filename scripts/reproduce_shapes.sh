@@ -26,8 +26,8 @@
 # NUM_TRAIN, STEPS (DDPM steps per variant), NUM_VIDEOS,
 # NUM_SAMPLES, LONG_FRAMES (32; 0: no long rollouts), LONG_SAMPLES (1), DEVICE, DOC (docs/RESULTS.md,
 # its curves beside it as long_horizon.png), README (README.md, whose results block and
-# first-stage-32/64 blocks, scripts/first_stage_table.py, are replaced; README= leaves it alone). The defaults are the recipes docs/RESULTS.md reports (its Command line
-# gives the settings it was made with).
+# first-stage-32/64 blocks, scripts/first_stage_table.py, are replaced; README= leaves it alone).
+# The defaults are the recipes docs/RESULTS.md reports (its Command line gives the settings it was made with).
 # Re-running reuses finished stages and resumes an interrupted one.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib_stages.sh"
@@ -43,7 +43,7 @@ export LONG_FRAMES=${LONG_FRAMES:-32} LONG_SAMPLES=${LONG_SAMPLES:-1}
 export DEVICE DATA=shapes RES=32 BATCH=16 LR=5e-4 K=4
 common=(--device "$DEVICE" --auto_resume results_dir="$OUT")
 for block in results first-stage-32 first-stage-64; do  # fail now, not after hours of training
-  if [ -n "$README" ] && ! grep -q "<!-- $block:end -->" "$README" 2>/dev/null; then
+  if [ -n "$README" ] && ! { grep -qF "<!-- $block:start -->" "$README" && grep -qF "<!-- $block:end -->" "$README"; } 2>/dev/null; then
     echo "error: $README has no <!-- $block:start --> ... <!-- $block:end --> block to fill (README= leaves the README alone)" >&2
     exit 2
   fi
