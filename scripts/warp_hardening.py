@@ -70,7 +70,8 @@ def hardened(warps: dict[str, OffsetWarp], which: set[str], stats: dict[str, lis
 
 @torch.no_grad()
 def measure(first_model: str, num_clips: int, temperatures: tuple[float, ...] = (),
-            batch: int = 16, first_clip: int = 0) -> list[dict[str, float]]:
+            batch: int = 16, first_clip: int = 0, one_hot: bool = True) -> list[dict[str, float]]:
+    """One row per decoding: as trained, (``one_hot``) each warp made one-hot, each temperature."""
     trained = load_first_stage(first_model)
     model, cfg = trained.model, trained.config
     warps = {name: w for name, w in (("coarse", model.decoder.warp), ("fine", model.decoder.fine)) if w is not None}
@@ -79,7 +80,7 @@ def measure(first_model: str, num_clips: int, temperatures: tuple[float, ...] = 
     test = build_dataset(first_stage_data(cfg), "test")
     clips_scored = clip_range(test, first_clip, num_clips)
     settings = [(SETTINGS[s], set(warps) if s == "both" else {s} - {"none"}, None) for s in SETTINGS
-                if s == "none" or set(warps) >= ({"coarse", "fine"} if s == "both" else {s})]
+                if s == "none" or one_hot and set(warps) >= ({"coarse", "fine"} if s == "both" else {s})]
     settings += [(f"both warps at temperature {t:g}", set(), t) for t in temperatures]
     trained_temperature = model.cfg.warp_temperature
     rows = []
@@ -95,7 +96,8 @@ def measure(first_model: str, num_clips: int, temperatures: tuple[float, ...] = 
                 recon = model(video, anchor=anchor)["recon"].clamp(-1, 1)
                 psnr.append(float(psnr_per_frame(recon, video).mean()))
                 ratio.append(float(temporal_variance_ratio(recon, video)))
-        rows.append({"setting": label, "temperature": None if which else decoded_at, "psnr": sum(psnr) / len(psnr), "tv_ratio": sum(ratio) / len(ratio),
+        rows.append({"setting": label, "temperature": None if which else decoded_at, "clips": len(clips_scored),
+                     "psnr": sum(psnr) / len(psnr), "tv_ratio": sum(ratio) / len(ratio),
                      **{k: sum(v) / len(v) for k, v in stats.items()}})
     return rows
 
@@ -128,6 +130,17 @@ def markdown(rows: list[dict[str, float]], command: str) -> str:
     return "\n".join([*lines, "", f"Trained weights: {spread}."])
 
 
+def parse_temperatures(parser: argparse.ArgumentParser, text: str) -> tuple[float, ...]:
+    """``--temperatures`` as numbers, each > 0; a usage error (exit 2) otherwise."""
+    try:
+        temperatures = tuple(float(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        parser.error(f"--temperatures must be numbers separated by commas, got {text!r}")
+    if any(t <= 0 for t in temperatures):
+        parser.error(f"--temperatures must be positive, got {text!r}")
+    return temperatures
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--first_model", required=True, help="a warp first-stage checkpoint")
@@ -143,12 +156,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if (args.choose_ratio is None) != (args.choice_out is None):
         parser.error("--choose_ratio and --choice_out go together")
-    try:
-        temperatures = tuple(float(t) for t in args.temperatures.split(",") if t.strip())
-    except ValueError:
-        parser.error(f"--temperatures must be numbers separated by commas, got {args.temperatures!r}")
-    if any(t <= 0 for t in temperatures):
-        parser.error(f"--temperatures must be positive, got {args.temperatures!r}")
+    temperatures = parse_temperatures(parser, args.temperatures)
     check_block_or_exit(parser, args.doc, args.block)  # fail before the measurement, not after it
     torch.manual_seed(0)
     try:
