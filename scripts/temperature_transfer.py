@@ -30,7 +30,7 @@ from tools.pretrained import first_stage_config  # noqa: E402
 from warp_hardening import measure, parse_temperatures  # noqa: E402
 
 
-def test_split_size(first_model: str) -> int:
+def split_size(first_model: str) -> int:
     """How many test clips the first stage's data config holds."""
     return len(build_dataset(first_stage_data(first_stage_config(first_model)), "test"))
 
@@ -75,7 +75,7 @@ def main(argv=None) -> int:
     torch.manual_seed(0)
     wanted = args.set_size * args.num_sets
     try:
-        available = test_split_size(args.first_model)
+        available = split_size(args.first_model)
         if available < wanted:  # a short last set would weigh less in the mean over all clips
             raise ConfigError(f"--set_size {args.set_size} x --num_sets {args.num_sets} needs {wanted} test clips; "
                               f"the split has {available}")
