@@ -26,18 +26,20 @@ from doc_block import check_block_or_exit, publish  # noqa: E402
 from tools.config import ConfigError  # noqa: E402
 from tools.datasets import build_dataset  # noqa: E402
 from tools.experiments.first_stage import first_stage_data  # noqa: E402
-from tools.pretrained import first_stage_config  # noqa: E402
-from warp_hardening import measure, parse_temperatures  # noqa: E402
-
-
-def split_size(first_model: str) -> int:
-    """How many test clips the first stage's data config holds."""
-    return len(build_dataset(first_stage_data(first_stage_config(first_model)), "test"))
+from tools.pretrained import load_first_stage  # noqa: E402
+from warp_hardening import measure_clips, parse_temperatures  # noqa: E402
 
 
 def per_set(first_model: str, temperatures: tuple[float, ...], set_size: int, num_sets: int) -> list[list[dict]]:
-    """``measure`` (as trained, then each temperature) on each set of ``set_size`` clips in turn."""
-    return [measure(first_model, set_size, temperatures, first_clip=i * set_size, one_hot=False)
+    """:func:`measure_clips` (as trained, then each temperature) on each set of ``set_size`` clips,
+    the checkpoint loaded and the split built once."""
+    trained = load_first_stage(first_model)
+    test = build_dataset(first_stage_data(trained.config), "test")
+    if len(test) < set_size * num_sets:  # a short last set would weigh less in the mean over all clips
+        raise ConfigError(f"--set_size {set_size} x --num_sets {num_sets} needs {set_size * num_sets} test clips; "
+                          f"the split has {len(test)}")
+    return [measure_clips(trained, test, range(i * set_size, (i + 1) * set_size), temperatures,
+                          one_hot=False, source=first_model)
             for i in range(num_sets)]
 
 
@@ -73,12 +75,7 @@ def main(argv=None) -> int:
         parser.error(f"--set_size must be at least 1 and --num_sets at least 2, got {args.set_size} and {args.num_sets}")
     check_block_or_exit(parser, args.doc, args.block)  # fail before the measurement, not after it
     torch.manual_seed(0)
-    wanted = args.set_size * args.num_sets
     try:
-        available = split_size(args.first_model)
-        if available < wanted:  # a short last set would weigh less in the mean over all clips
-            raise ConfigError(f"--set_size {args.set_size} x --num_sets {args.num_sets} needs {wanted} test clips; "
-                              f"the split has {available}")
         sets = per_set(args.first_model, temperatures, args.set_size, args.num_sets)
     except ConfigError as err:  # too few clips, a missing checkpoint, a first stage without a warp
         print(f"error: {err}", file=sys.stderr)

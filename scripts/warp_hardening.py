@@ -70,15 +70,21 @@ def hardened(warps: dict[str, OffsetWarp], which: set[str], stats: dict[str, lis
 
 @torch.no_grad()
 def measure(first_model: str, num_clips: int, temperatures: tuple[float, ...] = (),
-            batch: int = 16, first_clip: int = 0, one_hot: bool = True) -> list[dict[str, float]]:
-    """One row per decoding: as trained, (``one_hot``) each warp made one-hot, each temperature."""
+            batch: int = 16, first_clip: int = 0) -> list[dict[str, float]]:
+    """:func:`measure_clips` of the checkpoint on ``num_clips`` test clips from ``first_clip`` on."""
     trained = load_first_stage(first_model)
+    test = build_dataset(first_stage_data(trained.config), "test")
+    return measure_clips(trained, test, clip_range(test, first_clip, num_clips), temperatures, batch, source=first_model)
+
+
+def measure_clips(trained, test, clips_scored: range, temperatures: tuple[float, ...] = (),
+                  batch: int = 16, one_hot: bool = True, source: str = "the first stage") -> list[dict[str, float]]:
+    """One row per decoding of a loaded first stage on ``clips_scored`` of ``test``: as trained,
+    (``one_hot``) each warp made one-hot, each temperature."""
     model, cfg = trained.model, trained.config
     warps = {name: w for name, w in (("coarse", model.decoder.warp), ("fine", model.decoder.fine)) if w is not None}
     if not warps:
-        raise ConfigError(f"{first_model} has no warp to harden (model.vqvae.merge is not warp)")
-    test = build_dataset(first_stage_data(cfg), "test")
-    clips_scored = clip_range(test, first_clip, num_clips)
+        raise ConfigError(f"{source} has no warp to harden (model.vqvae.merge is not warp)")
     settings = [(SETTINGS[s], set(warps) if s == "both" else {s} - {"none"}, None) for s in SETTINGS
                 if s == "none" or one_hot and set(warps) >= ({"coarse", "fine"} if s == "both" else {s})]
     settings += [(f"both warps at temperature {t:g}", set(), t) for t in temperatures]
@@ -96,7 +102,7 @@ def measure(first_model: str, num_clips: int, temperatures: tuple[float, ...] = 
                 recon = model(video, anchor=anchor)["recon"].clamp(-1, 1)
                 psnr.append(float(psnr_per_frame(recon, video).mean()))
                 ratio.append(float(temporal_variance_ratio(recon, video)))
-        rows.append({"setting": label, "temperature": None if which else decoded_at, "clips": len(clips_scored),
+        rows.append({"setting": label, "temperature": None if which else decoded_at,
                      "psnr": sum(psnr) / len(psnr), "tv_ratio": sum(ratio) / len(ratio),
                      **{k: sum(v) / len(v) for k, v in stats.items()}})
     return rows
