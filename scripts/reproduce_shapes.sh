@@ -49,16 +49,7 @@ for block in results first-stage-32 first-stage-64; do  # fail now, not after ho
   fi
 done
 mkdir -p "$OUT"
-# first_stage STAGE CONFIG ID STEPS [main.py args...]: a first stage trained as
-# $OUT/first_stage_ID_shapes_42 (its wall time under STAGE), listed in the budgets table
-first_runs=()
-first_stage() {
-  local stage=$1 config=$2 id=$3 steps=$4
-  shift 4
-  timed_stage "$OUT/stage_times.txt" "$stage" python main.py --exp first_stage \
-      --config "$config" "${common[@]}" --id "$id" "$@" train.max_steps="$steps"
-  first_runs+=("$OUT/first_stage_${id}_shapes_42")
-}
+source "$(dirname "${BASH_SOURCE[0]}")/lib_first_stage.sh"
 first_stage "first stage" configs/first_stage/warp_shapes32.yaml reproduce "$FS_STEPS"
 export FIRST_MODEL="$OUT/first_stage_reproduce_shapes_42/model_last.pth"
 base_label="warp_shapes32, $FS_STEPS steps (the predictors' first stage)"
@@ -69,63 +60,8 @@ if [ "$GAN_STEPS" -gt 0 ]; then
   FIRST_MODEL="$OUT/gan_reproduce_shapes_42/model_last.pth"
   base_label="$base_label, then $GAN_STEPS GAN steps"
 fi
-# checklist MODEL REPORT TITLE ROWS LABEL [first_stage_report.py flags...]: MODEL's checklist
-# ($OUT/REPORT.{json,txt}), attached to docs/RESULTS.md under TITLE and listed as LABEL in the array
-# ROWS (a README table of first stages scored alike); reused while newer than MODEL
 rows32=(); rows64=()
-checklist() {
-  local model=$1 report=$2 title=$3 label=$5
-  local -n table_rows=$4
-  shift 5
-  if is_current "$OUT/$report.json" "$model"; then
-    echo "reusing $OUT/$report.txt (newer than $model)"
-  else
-    python scripts/first_stage_report.py --first_model "$model" --num_clips "$NUM_VIDEOS" --cond_frames "$K" "$@" \
-        --out "$OUT/$report.json" | tee "$OUT/$report.txt"
-  fi
-  reports+=(--attach "$title (scripts/first_stage_report.py${*:+ $*})=$OUT/$report.txt")
-  table_rows+=("$label=$OUT/$report.json")
-}
-reports=()
 checklist "$FIRST_MODEL" first_stage_report32 "First stage at 32x32, 8 frames" rows32 "$base_label"
-# checked_first_stage TITLE CONFIG ID STEPS FINETUNE_STEPS TEMPERATURE REPORT ROWS: a first stage trained
-# for STEPS, then (FINETUNE_STEPS > 0) that many more from its weights at a constant 2e-4 as a run of
-# its own (ID_ft; docs/FIRST_STAGE.md), with its checklist ($OUT/REPORT) and, unless TEMPERATURE is
-# 1 or 0, a second one of the same weights decoded with both warps' softmax sharpened
-# (model.vqvae.warp_temperature: copies, not blends; $OUT/REPORT_t). TEMPERATURE auto: swept on
-# the NUM_VIDEOS test clips after the scored ones ($OUT/REPORT_sweep.{txt,json}), never on the scored ones
-checked_first_stage() {
-  local title=$1 config=$2 id=$3 steps=$4 finetune=$5 temperature=$6 report=$7 rows=$8
-  local label
-  label="$(basename "$config" .yaml), $steps steps"
-  first_stage "$title" "$config" "$id" "$steps"
-  local run="$OUT/first_stage_${id}_shapes_42"
-  if [ "$finetune" -gt 0 ]; then
-    title="$title, then $finetune steps at a constant 2e-4"
-    first_stage "$title" "$config" "${id}_ft" "$finetune" --first_stage_folder "$run" \
-        train.optim.lr=2e-4 train.optim.warmup_steps=0 train.optim.schedule=constant
-    run="$OUT/first_stage_${id}_ft_shapes_42"
-    label="$label + $finetune at 2e-4"
-  fi
-  checklist "$run/model_last.pth" "$report" "$title" "$rows" "$label"
-  local chosen="" sweep="$OUT/${report}_sweep" clips="test clips $NUM_VIDEOS-$((2 * NUM_VIDEOS - 1))"
-  if [ "$temperature" = auto ]; then
-    if is_current "$sweep.json" "$run/model_last.pth"; then
-      echo "reusing $sweep.txt (newer than $run/model_last.pth)"
-    else
-      python scripts/warp_hardening.py --first_model "$run/model_last.pth" --num_clips "$NUM_VIDEOS" \
-          --first_clip "$NUM_VIDEOS" --temperatures "$TEMPERATURES" --choose_ratio 0.8 \
-          --choice_out "$sweep.json" | tee "$sweep.txt"
-    fi
-    reports+=(--attach "$title: its warp temperature, swept on $clips (scripts/warp_hardening.py)=$sweep.txt")
-    temperature=$(python -c 'import json, sys; print(format(json.load(open(sys.argv[1]))["temperature"], "g"))' "$sweep.json")
-    chosen=", chosen on $clips"
-  fi
-  if [ "$temperature" != 1 ] && [ "$temperature" != 0 ]; then
-    checklist "$run/model_last.pth" "${report}_t" "The same first stage decoded at warp temperature $temperature$chosen" \
-        "$rows" "the same, decoded at warp temperature $temperature$chosen" --warp_temperature "$temperature"
-  fi
-}
 if [ "$FS64_STEPS" -gt 0 ]; then
   checked_first_stage "First stage at 64x64, 16 frames ($FS64_CONFIG)" "$FS64_CONFIG" reproduce64 "$FS64_STEPS" \
       "$FS64_FINETUNE_STEPS" "$FS64_TEMPERATURE" first_stage_report64 rows64

@@ -90,21 +90,24 @@ def measure_clips(trained, test, clips_scored: range, temperatures: tuple[float,
     settings += [(f"both warps at temperature {t:g}", set(), t) for t in temperatures]
     trained_temperature = model.cfg.warp_temperature
     rows = []
-    for label, which, temperature in settings:
-        stats: dict[str, list[float]] = {}
-        psnr, ratio = [], []
-        decoded_at = trained_temperature if temperature is None else temperature
-        model.set_warp_temperature(decoded_at)
-        with hardened(warps, which, stats):
-            for clips in clip_batches(test, clips_scored, batch, label):
-                anchor, clips = split_anchor(cfg, clips)
-                video = clips["video"]
-                recon = model(video, anchor=anchor)["recon"].clamp(-1, 1)
-                psnr.append(float(psnr_per_frame(recon, video).mean()))
-                ratio.append(float(temporal_variance_ratio(recon, video)))
-        rows.append({"setting": label, "temperature": None if which else decoded_at,
-                     "psnr": sum(psnr) / len(psnr), "tv_ratio": sum(ratio) / len(ratio),
-                     **{k: sum(v) / len(v) for k, v in stats.items()}})
+    try:
+        for label, which, temperature in settings:
+            stats: dict[str, list[float]] = {}
+            psnr, ratio = [], []
+            decoded_at = trained_temperature if temperature is None else temperature
+            model.set_warp_temperature(decoded_at)
+            with hardened(warps, which, stats):
+                for clips in clip_batches(test, clips_scored, batch, label):
+                    anchor, clips = split_anchor(cfg, clips)
+                    video = clips["video"]
+                    recon = model(video, anchor=anchor)["recon"].clamp(-1, 1)
+                    psnr.append(float(psnr_per_frame(recon, video).mean()))
+                    ratio.append(float(temporal_variance_ratio(recon, video)))
+            rows.append({"setting": label, "temperature": None if which else decoded_at,
+                         "psnr": sum(psnr) / len(psnr), "tv_ratio": sum(ratio) / len(ratio),
+                         **{k: sum(v) / len(v) for k, v in stats.items()}})
+    finally:  # the model as it came: a caller measuring several sets must find its trained temperature
+        model.set_warp_temperature(trained_temperature)
     return rows
 
 

@@ -185,9 +185,9 @@ def test_guidance_is_pvdm_formula():
         eps_c, eps_u = net(z_t, t, cond), net(z_t, t)
         assert torch.equal(pvdm_guided_eps(net, z_t, t, cond, 0.0), eps_c)
         assert torch.equal(pvdm_guided_eps(net, z_t, t, cond, -1.0), eps_u)
-        for w in (0.5, 2.0):
+        for w in (0.5, 2.0):  # one batched pass against two: float rounding differs by ~1e-5 on some CPUs
             torch.testing.assert_close(pvdm_guided_eps(net, z_t, t, cond, w), (1 + w) * eps_c - w * eps_u,
-                                       rtol=1e-5, atol=1e-5)
+                                       rtol=1e-4, atol=1e-4)
 
 
 def test_loss_mixes_conditional_and_unconditional_terms():

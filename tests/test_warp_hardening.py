@@ -109,6 +109,8 @@ def test_temperature_transfer_scores_each_set_of_clips_and_their_mean(warp_model
     assert hardening(["--first_model", warp_model, "--num_clips", "2", "--first_clip", "2", "--temperatures", "0.3"]) == 0
     out = capsys.readouterr().out
     assert out.split("| both warps at temperature 0.3 | ")[1].split(" |")[0] == table[2][2].split(" / ")[0]
+    # the second set as trained too: measuring the first set's temperatures must not leak into it
+    assert out.split("| trained (soft mixtures) | ")[1].split(" |")[0] == table[1][2].split(" / ")[0]
     # more clips than the split holds (TINY: 4): one line, exit 2, nothing measured into the doc
     before = doc.read_text()
     assert transfer(["--first_model", warp_model, "--temperatures", "0.3", "--set_size", "2", "--num_sets", "3",
