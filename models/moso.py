@@ -102,6 +102,10 @@ class MosoConfig:
     # Same FLOPs and codes, lower peak memory (docs/BENCHMARKS.md, issue 17). Training is not chunked:
     # backward keeps every chunk's activations, so it would save nothing.
     chunk_frames: int = 4
+    # Residual blocks of the motion encoder after its temporal attention (0: res_depth, as every other
+    # stack): more spatial context for choosing each cell's offset (docs/FIRST_STAGE.md, "A deeper
+    # motion encoder").
+    motion_res_depth: int = 0
 
     def __post_init__(self) -> None:
         for key, allowed in (("anchor", ("first", "before")), ("object_input", ("clip", "anchor")),
@@ -110,6 +114,8 @@ class MosoConfig:
                              ("warp_choice", ("soft", "hard"))):
             if getattr(self, key) not in allowed:
                 raise ValueError(f"model.vqvae.{key} must be one of {', '.join(allowed)}; got {getattr(self, key)!r}")
+        if self.motion_res_depth < 0:
+            raise ValueError(f"model.vqvae.motion_res_depth must be >= 0 (0: res_depth); got {self.motion_res_depth}")
         if self.chunk_frames < 0:
             raise ValueError(f"model.vqvae.chunk_frames must be >= 0 (0: no chunks); got {self.chunk_frames}")
         if self.warp_window < 1 or self.warp_window % 2 == 0:
@@ -266,7 +272,7 @@ class MotionEncoder(nn.Module):
         else:
             self.frame_stack = DownStack(3, cfg.hidden, cfg.down_motion)
         self.attn = TemporalSelfAttention(cfg.hidden, cfg.attn_heads, cfg.max_frames, cfg.temporal_position)
-        self.res = ResidualStack(cfg.hidden, cfg.res_depth)
+        self.res = ResidualStack(cfg.hidden, cfg.motion_res_depth or cfg.res_depth)
         self.to_code = nn.Conv2d(cfg.hidden, cfg.code_dim, 1)
 
     def forward(self, diff: torch.Tensor) -> torch.Tensor:

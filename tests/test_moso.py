@@ -266,6 +266,22 @@ def test_fine_matching_is_an_extra_motion_input():
         MosoConfig(fine_matching=True)
 
 
+def test_motion_res_depth_deepens_only_the_motion_encoder():
+    from models.blocks import ResidualBlock
+
+    def blocks(module) -> int:
+        return sum(isinstance(m, ResidualBlock) for m in module.modules())
+
+    base, deep = small_model(res_depth=1), small_model(res_depth=1, motion_res_depth=3)
+    assert blocks(base.encoders["motion"].res) == 1 and blocks(deep.encoders["motion"].res) == 3
+    for name in ("scene", "object"):  # the other stacks keep res_depth
+        assert blocks(deep.encoders[name]) == blocks(base.encoders[name])
+    assert blocks(deep.decoder) == blocks(base.decoder)
+    assert deep(clip(), step=0)["recon"].shape == (2, 3, 8, 32, 32)
+    with pytest.raises(ValueError, match="motion_res_depth must be >= 0"):
+        MosoConfig(motion_res_depth=-1)
+
+
 def test_pixel_warp_moves_anchor_pixels_at_full_resolution():
     """Weights made at the merge resolution move the full-resolution frame by dilation-sized steps."""
     warp = OffsetWarp(channels=2, window=3)
