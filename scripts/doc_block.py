@@ -73,27 +73,22 @@ def labelled_table_main(argv: Optional[Sequence[str]], description: str, what: s
     return 0
 
 
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python scripts/doc_block.py DOC NAME [FILE]``: FILE's text (standard input's without one)
-    into DOC's NAME block, for shell scripts that keep a generated table in a file; ``--check``
-    only checks that the block is there. A missing block or file is a usage error (exit 2)."""
+    """``python scripts/doc_block.py DOC NAME FILE``: FILE's text into DOC's NAME block, for shell
+    scripts that keep a generated table in a file; ``--check DOC NAME`` only checks that the block
+    is there. A missing block or file is a usage error (exit 2)."""
     parser = argparse.ArgumentParser(description="Write a file's text into a generated block of a Markdown document.")
     parser.add_argument("doc", help="the Markdown document")
     parser.add_argument("name", help="the block's name (<!-- NAME:start --> ... <!-- NAME:end -->)")
-    parser.add_argument("file", nargs="?", help="the text to write (default: standard input)")
+    parser.add_argument("file", nargs="?", help="the text to write (needed unless --check)")
     parser.add_argument("--check", action="store_true", help="only check that the block is there")
     args = parser.parse_args(argv)
     check_block_or_exit(parser, args.doc, args.name)
     if args.check:
         return 0
-    if args.file is None:
-        text = sys.stdin.read()
-    elif Path(args.file).is_file():
-        text = Path(args.file).read_text()
-    else:
-        parser.error(f"file not found: {args.file}")
-    replace_block(Path(args.doc), args.name, text.rstrip("\n"))
+    if args.file is None or not Path(args.file).is_file():
+        parser.error(f"file not found: {args.file}" if args.file else "FILE is needed unless --check")
+    replace_block(Path(args.doc), args.name, Path(args.file).read_text().rstrip("\n"))
     print(f"wrote the {args.name} block of {args.doc}")
     return 0
 
